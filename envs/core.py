@@ -1,0 +1,208 @@
+"""The environment API shared by every jaxmarl-lab environment.
+
+An environment object holds only static, shape-setting Python values; everything
+numeric a user may vary lives in a params pytree (a `flax.struct.dataclass`), so a
+stack of params can be `vmap`ped. The public functions are pure:
+
+    state, timestep = env.reset(key, params)
+    state, timestep = env.step(key, state, actions, params)   # auto-resets
+
+and their natively batched twins, which take one key for the whole batch:
+
+    state, timestep = env.reset_batch(key, params, batch_size)
+    state, timestep = env.step_batch(key, state, actions, params)
+
+`step_batch(key, ...)` gives exactly `jax.vmap(env.step)(jax.random.split(key, B), ...)`.
+For most environments it *is* that vmap. An environment whose physics is written to
+work on trailing batch axes (`batch_minor = True`, e.g. particle-spread) keeps its
+batched state batch-minor (batch axis last), which runs several times faster on CPU;
+its `TimeStep` is still returned batch-major, `(B, N, O)`. Treat batched states as
+opaque and create them with `reset_batch`.
+
+Every state carries a `step` field: the number of steps taken in the current episode.
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import Any, Callable, Generic, TypeVar
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxmarl_lab.types import EnvSpec, TimeStep
+
+State = TypeVar("State")
+Params = TypeVar("Params")
+
+
+def check_positive_int(name: str, value: Any, minimum: int = 1) -> int:
+    """Returns `value` as an int, or raises a ValueError naming the argument."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def check_number(name: str, value: Any, minimum: float | None = None, maximum: float | None = None,
+                 allow_traced: bool = True) -> Any:
+    """Checks a concrete scalar param against its range; traced values pass through.
+
+    Params may be traced (under `vmap` over params), so this only validates values
+    that are known in Python, which is where user input arrives.
+    """
+    if isinstance(value, jax.core.Tracer):
+        if allow_traced:
+            return value
+        raise ValueError(f"{name} must be a concrete number here, got a traced value")
+    arr = np.asarray(value)
+    if not np.issubdtype(arr.dtype, np.number) or not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    if minimum is not None and np.any(arr < minimum):
+        raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
+    if maximum is not None and np.any(arr > maximum):
+        raise ValueError(f"{name} must be <= {maximum}, got {value!r}")
+    return value
+
+
+class Environment(abc.ABC, Generic[State, Params]):
+    """Base class: subclasses implement the per-environment pieces below.
+
+    Subclasses provide `spec`, `default_params`, `reset_state`, `transition`,
+    `observe` and optionally `global_state` and `avail_actions`. The base class adds
+    validation, the time limit, auto-reset and batching.
+    """
+
+    #: True when `transition`, `observe`, `global_state` and `avail_actions` accept
+    #: states with extra trailing batch axes (and actions with the batch axis last).
+    batch_minor: bool = False
+
+    # ----- what an environment implements ------------------------------------------
+    @property
+    @abc.abstractmethod
+    def spec(self) -> EnvSpec:
+        """The static `EnvSpec` of this environment."""
+
+    @abc.abstractmethod
+    def default_params(self, **overrides: Any) -> Params:
+        """Default params, with `overrides` applied and validated."""
+
+    @abc.abstractmethod
+    def reset_state(self, key: jax.Array, params: Params) -> State:
+        """A fresh initial state of one environment (step = 0)."""
+
+    @abc.abstractmethod
+    def transition(self, key: jax.Array, state: State, actions: jax.Array,
+                   params: Params) -> tuple[State, jax.Array, jax.Array]:
+        """One step without auto-reset: `(next_state, reward (N,), terminated ())`.
+
+        Must increment `state.step`. Must not apply the time limit.
+        """
+
+    @abc.abstractmethod
+    def observe(self, state: State, params: Params) -> jax.Array:
+        """Per-agent observations, `(N, O)` float32."""
+
+    def global_state(self, state: State, params: Params) -> jax.Array:
+        """Global state, `(S,)` float32. Default: all observations concatenated."""
+        obs = self.observe(state, params)
+        return obs.reshape((-1,) + obs.shape[2:])
+
+    def avail_actions(self, state: State, params: Params) -> jax.Array:
+        """Available actions, `(N, A)` bool. Default: all available."""
+        batch = jnp.shape(state.step)  # type: ignore[attr-defined]
+        return jnp.ones((self.spec.num_agents, self.spec.action_size) + batch, dtype=bool)
+
+    def time_limit(self, params: Params) -> jax.Array:
+        """Steps after which an episode is truncated. Default: `params.max_steps`."""
+        return params.max_steps  # type: ignore[attr-defined]
+
+    # ----- the public API ------------------------------------------------------------
+    def reset(self, key: jax.Array, params: Params | None = None) -> tuple[State, TimeStep]:
+        """Starts an episode: `(state, TimeStep)` for one environment."""
+        params = self.default_params() if params is None else params
+        state = self.reset_state(key, params)
+        obs = self.observe(state, params)
+        gstate = self.global_state(state, params)
+        zeros = jnp.zeros(jnp.shape(state.step), dtype=bool)  # type: ignore[attr-defined]
+        reward = jnp.zeros((self.spec.num_agents,) + jnp.shape(state.step), jnp.float32)  # type: ignore[attr-defined]
+        return state, TimeStep(obs, gstate, reward, zeros, zeros,
+                               self.avail_actions(state, params), obs, gstate)
+
+    def step(self, key: jax.Array, state: State, actions: jax.Array,
+             params: Params | None = None) -> tuple[State, TimeStep]:
+        """Advances one environment by one joint action, auto-resetting at episode end."""
+        params = self.default_params() if params is None else params
+        actions = self.check_actions(actions, batch=())
+        key_step, key_reset = jax.random.split(key)
+        return self._step(key_step, key_reset, state, actions, params, self.reset_state)
+
+    def reset_batch(self, key: jax.Array, params: Params | None = None,
+                    batch_size: int = 1) -> tuple[State, TimeStep]:
+        """`vmap(reset)(split(key, batch_size))`, in this environment's batched layout."""
+        params = self.default_params() if params is None else params
+        batch_size = check_positive_int("batch_size", batch_size)
+        keys = jax.random.split(key, batch_size)
+        if not self.batch_minor:
+            return jax.vmap(self.reset, in_axes=(0, None))(keys, params)
+        state, timestep = jax.vmap(self.reset, in_axes=(0, None), out_axes=(-1, 0))(keys, params)
+        return state, timestep
+
+    def step_batch(self, key: jax.Array, state: State, actions: jax.Array,
+                   params: Params | None = None) -> tuple[State, TimeStep]:
+        """`vmap(step)(split(key, B), state, actions)`: actions `(B, N)` or `(B, N, D)`."""
+        params = self.default_params() if params is None else params
+        batch = jnp.shape(state.step)  # type: ignore[attr-defined]
+        actions = self.check_actions(actions, batch=batch)
+        keys = jax.random.split(key, batch[0])
+        if not self.batch_minor:
+            return jax.vmap(self.step, in_axes=(0, 0, 0, None))(keys, state, actions, params)
+        split = jax.vmap(jax.random.split)(keys)  # (B, 2) keys, as `step` splits each key
+        reset_fn = jax.vmap(self.reset_state, in_axes=(0, None), out_axes=-1)
+        state, timestep = self._step(split[:, 0], split[:, 1], state,
+                                     jnp.moveaxis(actions, 0, -1), params, reset_fn)
+        return state, jax.tree.map(lambda x: jnp.moveaxis(x, -1, 0), timestep)
+
+    # ----- internals -----------------------------------------------------------------
+    def _step(self, key_step: jax.Array, key_reset: jax.Array, state: State,
+              actions: jax.Array, params: Params,
+              reset_fn: Callable[[jax.Array, Params], State]) -> tuple[State, TimeStep]:
+        next_state, reward, terminated = self.transition(key_step, state, actions, params)
+        truncated = (next_state.step >= self.time_limit(params)) & ~terminated  # type: ignore[attr-defined]
+        done = terminated | truncated
+        final_obs = self.observe(next_state, params)
+        final_gstate = self.global_state(next_state, params)
+        fresh = reset_fn(key_reset, params)
+        state = jax.tree.map(lambda new, old: jnp.where(done, new, old), fresh, next_state)
+        obs = jnp.where(done, self.observe(fresh, params), final_obs)
+        gstate = jnp.where(done, self.global_state(fresh, params), final_gstate)
+        timestep = TimeStep(obs, gstate, reward.astype(jnp.float32), terminated, truncated,
+                            self.avail_actions(state, params), final_obs, final_gstate)
+        return state, timestep
+
+    def check_actions(self, actions: Any, batch: tuple[int, ...]) -> jax.Array:
+        """Validates the joint action's shape and dtype when traced; returns an array.
+
+        Raises:
+            ValueError: naming `actions`, the shape or dtype received and what is allowed.
+        """
+        spec = self.spec
+        actions = jnp.asarray(actions)
+        expected = tuple(batch) + spec.action_shape
+        what = "(B, " if batch else "("
+        if spec.is_discrete:
+            if not jnp.issubdtype(actions.dtype, jnp.integer):
+                raise ValueError(f"actions for {spec.name} must be integers (int32) of shape "
+                                 f"{expected}, got dtype {actions.dtype}")
+            if actions.shape != expected:
+                raise ValueError(f"actions for {spec.name} must have shape {expected} "
+                                 f"{what}N) with N={spec.num_agents}), got {actions.shape}")
+            return actions.astype(jnp.int32)
+        if not jnp.issubdtype(actions.dtype, jnp.floating):
+            raise ValueError(f"actions for {spec.name} must be floats (float32) of shape "
+                             f"{expected}, got dtype {actions.dtype}")
+        if actions.shape != expected:
+            raise ValueError(f"actions for {spec.name} must have shape {expected} "
+                             f"{what}N, D) with N={spec.num_agents}, D={spec.action_size}), "
+                             f"got {actions.shape}")
+        return actions.astype(jnp.float32)

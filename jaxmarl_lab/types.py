@@ -1,0 +1,81 @@
+"""Shared types of jaxmarl-lab.
+
+Dimension letters used in every shape comment of the project:
+
+    T  time steps of a rollout          B  batch (environments, samples)
+    N  agents                           O  per-agent observation size
+    S  global-state size                A  per-agent action size: number of discrete
+    D  continuous action dimension         choices, or D for continuous actions
+    H  hidden units
+
+Agents are always an array axis, never dict keys.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Literal, NamedTuple
+
+import jax
+
+ActionKind = Literal["discrete", "continuous"]
+
+
+class TimeStep(NamedTuple):
+    """What an environment returns from `reset` and `step` (one environment, unbatched).
+
+    `final_obs` and `final_global_state` are the observation and state reached by the
+    step *before* any auto-reset: bootstrap a truncated episode from them. On steps
+    that did not end an episode they equal `obs` and `global_state`.
+    """
+
+    obs: jax.Array  # (N, O) float32
+    global_state: jax.Array  # (S,) float32, what a centralized critic or mixer sees
+    reward: jax.Array  # (N,) float32
+    terminated: jax.Array  # () bool, the episode reached a terminal state
+    truncated: jax.Array  # () bool, the episode hit its time limit (bootstrap)
+    avail_actions: jax.Array  # (N, A) bool
+    final_obs: jax.Array  # (N, O) float32
+    final_global_state: jax.Array  # (S,) float32
+
+    @property
+    def done(self) -> jax.Array:
+        """`terminated | truncated`: the next observation starts a new episode."""
+        return self.terminated | self.truncated
+
+
+@dataclasses.dataclass(frozen=True)
+class EnvSpec:
+    """Static description of an environment, all a learner needs to build itself.
+
+    Attributes:
+        name: registry name of the environment.
+        num_agents: N.
+        obs_dim: O, per-agent observation size.
+        state_dim: S, global-state size.
+        action_kind: "discrete" (actions `(N,)` int32) or "continuous" (`(N, D)` float32).
+        action_size: A, the number of discrete choices, or D for continuous actions.
+        action_low: lower bound of each continuous action component (-inf if unbounded).
+        action_high: upper bound of each continuous action component (+inf if unbounded).
+    """
+
+    name: str
+    num_agents: int
+    obs_dim: int
+    state_dim: int
+    action_kind: ActionKind
+    action_size: int
+    action_low: float = -math.inf
+    action_high: float = math.inf
+
+    @property
+    def is_discrete(self) -> bool:
+        return self.action_kind == "discrete"
+
+    @property
+    def action_shape(self) -> tuple[int, ...]:
+        """Shape of the joint action of one environment: `(N,)` or `(N, D)`."""
+        if self.is_discrete:
+            return (self.num_agents,)
+        return (self.num_agents, self.action_size)
