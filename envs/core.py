@@ -139,28 +139,49 @@ class Environment(abc.ABC, Generic[State, Params]):
 
     def reset_batch(self, key: jax.Array, params: Params | None = None,
                     batch_size: int = 1) -> tuple[State, TimeStep]:
-        """`vmap(reset)(split(key, batch_size))`, in this environment's batched layout."""
+        """Starts `batch_size` episodes in this environment's batched layout.
+
+        For environments that are not batch-minor this is exactly
+        `vmap(reset)(split(key, batch_size))`.
+        """
         params = self.default_params() if params is None else params
         batch_size = check_positive_int("batch_size", batch_size)
-        keys = jax.random.split(key, batch_size)
         if not self.batch_minor:
-            return jax.vmap(self.reset, in_axes=(0, None))(keys, params)
-        state, timestep = jax.vmap(self.reset, in_axes=(0, None), out_axes=(-1, 0))(keys, params)
-        return state, timestep
+            return jax.vmap(self.reset, in_axes=(0, None))(jax.random.split(key, batch_size), params)
+        state = self.reset_state_batch(key, params, batch_size)
+        obs, gstate = self.observe(state, params), self.global_state(state, params)
+        zeros = jnp.zeros((batch_size,), dtype=bool)
+        reward = jnp.zeros((self.spec.num_agents, batch_size), jnp.float32)
+        timestep = TimeStep(obs, gstate, reward, zeros, zeros, self.avail_actions(state, params), obs, gstate)
+        return state, jax.tree.map(lambda x: jnp.moveaxis(x, -1, 0), timestep)
+
+    def reset_state_batch(self, key: jax.Array, params: Params, batch_size: int) -> State:
+        """Initial states of `batch_size` environments, batch axis last (batch-minor envs).
+
+        The default vmaps `reset_state`; an environment can draw the whole batch at once.
+        """
+        keys = jax.random.split(key, batch_size)
+        return jax.vmap(self.reset_state, in_axes=(0, None), out_axes=-1)(keys, params)
 
     def step_batch(self, key: jax.Array, state: State, actions: jax.Array,
                    params: Params | None = None) -> tuple[State, TimeStep]:
-        """`vmap(step)(split(key, B), state, actions)`: actions `(B, N)` or `(B, N, D)`."""
+        """Steps a batch of environments: actions `(B, N)` or `(B, N, D)`.
+
+        For environments that are not batch-minor this is exactly
+        `vmap(step)(split(key, B), state, actions)`. Batch-minor environments draw the
+        randomness of their auto-resets for the whole batch at once: the same
+        distribution, other draws.
+        """
         params = self.default_params() if params is None else params
         batch = jnp.shape(state.step)  # type: ignore[attr-defined]
         actions = self.check_actions(actions, batch=batch)
-        keys = jax.random.split(key, batch[0])
         if not self.batch_minor:
+            keys = jax.random.split(key, batch[0])
             return jax.vmap(self.step, in_axes=(0, 0, 0, None))(keys, state, actions, params)
-        split = jax.vmap(jax.random.split)(keys)  # (B, 2) keys, as `step` splits each key
-        reset_fn = jax.vmap(self.reset_state, in_axes=(0, None), out_axes=-1)
-        state, timestep = self._step(split[:, 0], split[:, 1], state,
-                                     jnp.moveaxis(actions, 0, -1), params, reset_fn)
+        key_step, key_reset = jax.random.split(key)
+        reset_fn = lambda k, p: self.reset_state_batch(k, p, batch[0])
+        state, timestep = self._step(key_step, key_reset, state, jnp.moveaxis(actions, 0, -1),
+                                     params, reset_fn)
         return state, jax.tree.map(lambda x: jnp.moveaxis(x, -1, 0), timestep)
 
     # ----- internals -----------------------------------------------------------------
