@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import platform
 import statistics
 import time
@@ -35,7 +36,7 @@ def random_actions(key: jax.Array, spec, batch: int) -> jax.Array:
     if spec.is_discrete:
         return jax.random.randint(key, (batch, spec.num_agents), 0, spec.action_size)
     shape = (batch, spec.num_agents, spec.action_size)
-    if jnp.isfinite(spec.action_low) and jnp.isfinite(spec.action_high):
+    if math.isfinite(spec.action_low) and math.isfinite(spec.action_high):
         return jax.random.uniform(key, shape, minval=spec.action_low, maxval=spec.action_high)
     return jax.random.normal(key, shape)
 

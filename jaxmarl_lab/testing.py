@@ -56,7 +56,7 @@ def check_timestep(timestep: TimeStep, spec: EnvSpec, batch: tuple[int, ...] = (
         assert value.shape == want, f"TimeStep.{name} has shape {value.shape}, expected {want}"
         assert jnp.issubdtype(value.dtype, kind), f"TimeStep.{name} has dtype {value.dtype}, expected {kind.__name__}"
         if kind is jnp.floating:
-            assert bool(jnp.all(jnp.isfinite(value))), f"TimeStep.{name} has non-finite values"
+            assert np.all(np.isfinite(np.asarray(value))), f"TimeStep.{name} has non-finite values"
 
 
 def _assert_trees_equal(a: Any, b: Any, what: str, atol: float = 0.0) -> None:
@@ -87,8 +87,8 @@ def _rollout(env: Any, key: jax.Array, params: Any, steps: int):
 def check_env(env: Any, params: Any = None, steps: int = 128, seed: int = 0) -> None:
     """Checks an environment against the jaxmarl-lab environment contract.
 
-    Covers: `TimeStep` shapes and dtypes (per environment and batched), `jit` equals
-    eager, `vmap` over keys and over a stack of params, auto-reset (`step` returns to
+    Covers: `TimeStep` shapes and dtypes (per environment and batched), `jit`, `vmap`
+    over keys and over a stack of params, auto-reset (`step` returns to
     0 after an episode ends, `final_obs` equals `obs` on steps that did not end one,
     never terminated and truncated at once), the same key giving the same result,
     finite values, and `step_batch` agreeing with `vmap(step)` before auto-resets.
@@ -108,29 +108,34 @@ def check_env(env: Any, params: Any = None, steps: int = 128, seed: int = 0) -> 
     key = jax.random.PRNGKey(seed)
     k_reset, k_step, k_act, k_roll, k_batch = jax.random.split(key, 5)
 
-    # Shapes, dtypes, jit == eager, same key -> same result.
-    state, timestep = env.reset(k_reset, params)
+    # Shapes, dtypes, jit, same key -> same result. Each function is jitted once.
+    reset, step = jax.jit(env.reset), jax.jit(env.step)
+    state, timestep = reset(k_reset, params)
     check_timestep(timestep, spec)
-    actions = random_actions(k_act, spec, timestep.avail_actions)
-    eager = env.step(k_step, state, actions, params)
-    check_timestep(eager[1], spec)
-    jitted = jax.jit(env.step)(k_step, state, actions, params)
-    _assert_trees_equal(eager, jitted, "step: eager and jit results", atol=1e-5)
-    _assert_trees_equal(jitted, jax.jit(env.step)(k_step, state, actions, params), "step twice with one key")
-    _assert_trees_equal(env.reset(k_reset, params), jax.jit(env.reset)(k_reset, params),
-                        "reset: eager and jit results", atol=1e-5)
+    actions = jax.jit(random_actions, static_argnums=1)(k_act, spec, timestep.avail_actions)
+    single = step(k_step, state, actions, params)
+    check_timestep(single[1], spec)
+    _assert_trees_equal(single, step(k_step, state, actions, params), "step twice with one key")
+    _assert_trees_equal(jax.tree.map(jnp.shape, single[0]), jax.tree.map(jnp.shape, state),
+                        "state shapes before and after step")
 
-    # vmap over keys and over params.
+    # vmap over keys and over a stack of params agrees with single calls.
     keys = jax.random.split(k_reset, 3)
-    vstates, vts = jax.vmap(env.reset, in_axes=(0, None))(keys, params)
+    vts = jax.jit(jax.vmap(env.reset, in_axes=(0, None)))(keys, params)[1]
     check_timestep(vts, spec, (3,))
-    _assert_trees_equal(jax.tree.map(lambda x: x[1], vts), env.reset(keys[1], params)[1],
+    _assert_trees_equal(jax.tree.map(lambda x: np.asarray(x)[1], vts), reset(keys[1], params)[1],
                         "vmap(reset) row and a single reset", atol=1e-5)
-    stacked = jax.tree.map(lambda x: jnp.stack([x, x]), params)
-    pstates, pts = jax.vmap(env.reset, in_axes=(None, 0))(k_reset, stacked)
+    stacked = jax.tree.map(lambda x: np.stack([np.asarray(x)] * 2), params)
+
+    @jax.jit
+    def reset_and_step(params):
+        state, _ = env.reset(k_reset, params)
+        return env.step(k_step, state, actions, params)
+
+    pts = jax.vmap(reset_and_step)(stacked)[1]
     check_timestep(pts, spec, (2,))
-    pstates, pts = jax.vmap(env.step, in_axes=(None, 0, None, 0))(k_step, pstates, actions, stacked)
-    _assert_trees_equal(jax.tree.map(lambda x: x[0], pts), eager[1], "vmap over params and a single step", atol=1e-5)
+    _assert_trees_equal(jax.tree.map(lambda x: np.asarray(x)[0], pts), single[1], "vmap over params and a single step",
+                        atol=1e-5)
 
     # Auto-reset over a random rollout.
     first, states, ts, _ = jax.jit(_rollout, static_argnums=(0, 3))(env, k_roll, params, steps)
@@ -161,19 +166,21 @@ def _check_batched(env: Any, key: jax.Array, params: Any, batch: int = 3, steps:
     batch_minor = getattr(env, "batch_minor", False)
     state_b, ts_b = jax.jit(env.reset_batch, static_argnums=2)(key, params, batch)
     check_timestep(ts_b, spec, (batch,))
-    state_v, ts_v = jax.vmap(env.reset, in_axes=(0, None))(jax.random.split(key, batch), params)
+    state_v, ts_v = jax.jit(jax.vmap(env.reset, in_axes=(0, None)))(jax.random.split(key, batch), params)
     if not batch_minor:
         _assert_trees_equal(ts_b, ts_v, "reset_batch and vmap(reset)")
     step_b = jax.jit(env.step_batch)
     step_v = jax.jit(jax.vmap(env.step, in_axes=(0, 0, 0, None)))
+    sample = jax.jit(jax.vmap(random_actions, in_axes=(0, None, 0)), static_argnums=1)
+    batch_last = jax.jit(lambda tree: jax.tree.map(lambda x: jnp.moveaxis(x, 0, -1), tree))
+    split = jax.jit(jax.random.split, static_argnums=1)
     for i in range(steps):
-        k_act, k_step, key = jax.random.split(key, 3)
-        acts = jax.vmap(random_actions, in_axes=(0, None, 0))(
-            jax.random.split(k_act, batch), spec, ts_v.avail_actions)
+        k_act, k_step, key = split(key, 3)
+        acts = sample(split(k_act, batch), spec, ts_v.avail_actions)
         if batch_minor:
-            state_b = jax.tree.map(lambda x: jnp.moveaxis(x, 0, -1), state_v)
+            state_b = batch_last(state_v)
         state_b, ts_b = step_b(k_step, state_b, acts, params)
-        state_v, ts_v = step_v(jax.random.split(k_step, batch), state_v, acts, params)
+        state_v, ts_v = step_v(split(k_step, batch), state_v, acts, params)
         check_timestep(ts_b, spec, (batch,))
         if not batch_minor:
             _assert_trees_equal((state_b, ts_b), (state_v, ts_v), f"step_batch and vmap(step) at step {i}")
