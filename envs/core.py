@@ -12,12 +12,13 @@ and their natively batched twins, which take one key for the whole batch:
     state, timestep = env.reset_batch(key, params, batch_size)
     state, timestep = env.step_batch(key, state, actions, params)
 
-`step_batch(key, ...)` gives exactly `jax.vmap(env.step)(jax.random.split(key, B), ...)`.
-For most environments it *is* that vmap. An environment whose physics is written to
-work on trailing batch axes (`batch_minor = True`, e.g. particle-spread) keeps its
-batched state batch-minor (batch axis last), which runs several times faster on CPU;
-its `TimeStep` is still returned batch-major, `(B, N, O)`. Treat batched states as
-opaque and create them with `reset_batch`.
+For most environments `step_batch(key, ...)` is exactly
+`jax.vmap(env.step)(jax.random.split(key, B), ...)`. An environment whose physics is
+written to work on trailing batch axes (`batch_minor = True`, e.g. particle-spread)
+keeps its batched state batch-minor (batch axis last), which runs several times faster
+on CPU, and draws the randomness of its auto-resets for the whole batch at once (same
+distribution, other draws); its `TimeStep` is still returned batch-major, `(B, N, O)`.
+Treat batched states as opaque and create them with `reset_batch`.
 
 Every state carries a `step` field: the number of steps taken in the current episode.
 """

@@ -271,3 +271,16 @@ def test_bad_actions(actions, match):
 
 def test_envs_not_imported_bare():
     assert "envs" not in sys.modules
+
+
+def test_distinct_cells_is_uniform_over_ordered_draws():
+    """3 of 4 cells: 4*3*2 = 24 ordered draws, each with probability 1/24."""
+    from jaxmarl_lab.envs.grid_world import distinct_cells
+
+    draws = jax.jit(jax.vmap(lambda k: distinct_cells(k, 3, 4)))(jax.random.split(jax.random.PRNGKey(5), 48000))
+    draws = np.asarray(draws)
+    assert np.all((draws[:, 0] != draws[:, 1]) & (draws[:, 1] != draws[:, 2]) & (draws[:, 0] != draws[:, 2]))
+    _, counts = np.unique(draws, axis=0, return_counts=True)
+    assert len(counts) == 24
+    # 2000 expected per draw, standard deviation about 44: allow 5 sigma.
+    assert np.all(np.abs(counts - 2000) < 220), counts
