@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Literal, NamedTuple
+from typing import Any, Callable, Literal, NamedTuple
 
 import jax
 
@@ -79,3 +79,44 @@ class EnvSpec:
         if self.is_discrete:
             return (self.num_agents,)
         return (self.num_agents, self.action_size)
+
+
+class Transition(NamedTuple):
+    """One environment step as learners see it. Replay stores sequences `(T, ...)` of these.
+
+    `next_obs`/`next_global_state` are the observation and state reached by the step,
+    before any auto-reset (`TimeStep.final_obs`), so truncated episodes bootstrap from
+    them. `first` marks the first step of an episode, where recurrent state is reset.
+    """
+
+    obs: jax.Array  # (N, O) float32
+    global_state: jax.Array  # (S,) float32
+    avail_actions: jax.Array  # (N, A) bool, for obs
+    first: jax.Array  # () bool, obs starts an episode
+    action: jax.Array  # (N,) int32 or (N, D) float32
+    reward: jax.Array  # (N,) float32
+    terminated: jax.Array  # () bool
+    truncated: jax.Array  # () bool
+    next_obs: jax.Array  # (N, O) float32
+    next_global_state: jax.Array  # (S,) float32
+    next_avail_actions: jax.Array  # (N, A) bool (of the next timestep; after a reset, the reset's)
+
+
+class Learner(NamedTuple):
+    """A learner as a triple of pure functions, like an optax transformation.
+
+    - `init(key, hparams) -> state`: fresh learner state holding `hparams` (traced scalars).
+    - `initial_carry() -> carry`: recurrent state of one environment's agents, `(N, H)`.
+    - `act(key, state, timestep, carry, explore) -> (actions, carry)`: one environment's
+      joint action (vmap over environments); `explore` is a Python bool.
+    - `update(key, state, batch) -> (state, metrics)`: one learning step on a batch of
+      sequences `Transition (B, T, ...)`; the step a runner jit-compiles.
+
+    Every learner state has an `env_steps` field (environment steps acted so far; the
+    runner advances it) on which exploration schedules depend.
+    """
+
+    init: Callable[..., Any]
+    initial_carry: Callable[..., Any]
+    act: Callable[..., Any]
+    update: Callable[..., Any]

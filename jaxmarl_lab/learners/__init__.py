@@ -1,0 +1,7 @@
+"""Learners: each `make_<alg>(spec, config) -> Learner(init, initial_carry, act, update)`."""
+
+from jaxmarl_lab.learners.value_based import (ValueConfig, ValueHParams, ValueState, make_iql, make_qmix,
+                                              make_vdn, make_value_learner)
+
+__all__ = ["ValueConfig", "ValueHParams", "ValueState", "make_iql", "make_qmix", "make_vdn",
+           "make_value_learner"]
