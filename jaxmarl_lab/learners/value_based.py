@@ -107,6 +107,10 @@ def _optimizer(hparams: ValueHParams) -> optax.GradientTransformation:
     return optax.chain(optax.clip_by_global_norm(hparams.max_grad_norm), optax.adam(hparams.lr))
 
 
+def _global_norm(tree: Any) -> jax.Array:
+    return jnp.sqrt(sum(jnp.sum(jnp.square(x)) for x in jax.tree.leaves(tree)))
+
+
 def _unroll(network, params, batch: Transition, hidden_dim: int, num_agents: int):
     """Q-values of one sequence: at `obs_t` `(T, N, A)` and at `next_obs_t` `(T, N, A)`.
 
@@ -212,7 +216,7 @@ def make_value_learner(spec: EnvSpec, config: ValueConfig, mixer: str) -> Learne
         tau = jnp.where(due, hp.target_tau, 0.0)
         target = ops.polyak_update(target, online, tau)
         metrics = {"loss": loss, "q_mean": q_mean, "target_mean": target_mean,
-                   "grad_norm": optax.global_norm(grads),
+                   "grad_norm": _global_norm(grads),
                    "epsilon": ops.epsilon_schedule(state.env_steps, hp.eps_start, hp.eps_end, hp.eps_decay_steps)}
         new_state = state._replace(params=online[0], mixer_params=online[1], target_params=target[0],
                                    target_mixer_params=target[1], opt_state=opt_state, updates=updates)
