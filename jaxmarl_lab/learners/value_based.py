@@ -56,9 +56,7 @@ class ValueConfig:
                 raise ValueError(f"ValueConfig.{name} must be True or False, got {getattr(self, name)!r}")
 
 
-class ValueHParams(NamedTuple):
-    """Scalars stored in the learner state: a stack of them vmaps without recompiling."""
-
+class _ValueHParamsFields(NamedTuple):
     lr: Any = 5e-4  # () Adam learning rate, >= 0
     gamma: Any = 0.99  # () discount, in [0, 1]
     td_lambda: Any = 0.0  # () TD(lambda) trace decay, in [0, 1]; 0 = one-step targets
@@ -75,7 +73,7 @@ _HPARAM_RANGES = {"lr": (0.0, None), "gamma": (0.0, 1.0), "td_lambda": (0.0, 1.0
 
 
 def check_hparams(hparams: NamedTuple, ranges: dict[str, tuple[float | None, float | None]]) -> None:
-    """Checks each concrete hyperparameter against its range (traced values pass).
+    """Checks each concrete hyperparameter against its range; traced or non-numeric values pass.
 
     Raises:
         ValueError: naming the field, its value and the allowed range.
@@ -84,12 +82,39 @@ def check_hparams(hparams: NamedTuple, ranges: dict[str, tuple[float | None, flo
         value = getattr(hparams, name)
         if isinstance(value, jax.core.Tracer):
             continue
-        arr = np.asarray(value, dtype=np.float64)
+        try:
+            arr = np.asarray(value, dtype=np.float64)
+        except (TypeError, ValueError):
+            continue  # a placeholder leaf during a pytree operation
         bad = ~np.isfinite(arr) | ((arr < low) if low is not None else False) | \
             ((arr > high) if high is not None else False)
         if np.any(bad):
             allowed = f"[{low}, {high if high is not None else 'inf'}]"
             raise ValueError(f"{type(hparams).__name__}.{name} must be in {allowed}, got {value!r}")
+
+
+class ValueHParams(_ValueHParamsFields):
+    """Scalars stored in the learner state: a stack of them vmaps without recompiling.
+
+    `ValueHParams.create(**values)` range-checks concrete values before anything is
+    traced; `init` checks them again when they are concrete.
+    """
+
+    __slots__ = ()
+
+    @classmethod
+    def create(cls, **values: Any) -> "ValueHParams":
+        """Hyperparameters with defaults for the fields not given, range-checked.
+
+        Raises:
+            ValueError: naming the field, its value and the allowed range.
+        """
+        unknown = set(values) - set(cls._fields)
+        if unknown:
+            raise ValueError(f"unknown ValueHParams fields {sorted(unknown)}; valid: {list(cls._fields)}")
+        hparams = cls(**values)
+        check_hparams(hparams, _HPARAM_RANGES)
+        return hparams
 
 
 class ValueState(NamedTuple):
