@@ -5,8 +5,9 @@
     finals, metrics = jax.jit(jax.vmap(train))(keys, stacked_hparams)   # seeds x hparams
 
 Each iteration is a fused `lax.scan`: `rollout_len` steps of act -> env.step_batch on
-`num_envs` environments, the resulting sequences `Transition (B, T, ...)` added to the
-replay buffer, then `updates_per_rollout` learner updates on sampled sequences.
+`num_envs` environments, giving sequences `Transition (B, T, ...)`. Off-policy learners
+add them to the replay buffer and take `updates_per_rollout` updates on sampled
+sequences; on-policy learners (`Learner.on_policy`, e.g. MAPPO) update on them directly.
 `make_runner` exposes the pieces (`init`, `iterate`) for loops that run in chunks.
 """
 
@@ -88,7 +89,9 @@ def make_runner(env, learner: Learner, config: RunnerConfig, env_params: Any = N
         actions, _ = act(jax.random.split(key_item, b), learner_state, timestep, carry, True)
         example = jax.tree.map(lambda x: jnp.zeros((t,) + x.shape[1:], x.dtype),
                                _transition(timestep, jnp.ones((b,), bool), actions, timestep))
-        return RunnerState(learner_state, buffer.init(example), env_state, timestep, jnp.ones((b,), bool),
+        buffer_state = BufferState((), jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32)) if learner.on_policy \
+            else buffer.init(example)
+        return RunnerState(learner_state, buffer_state, env_state, timestep, jnp.ones((b,), bool),
                            carry, jnp.zeros((b,)), jnp.zeros((b,), jnp.int32), key)
 
     def env_step(state: RunnerState, _):
@@ -117,12 +120,21 @@ def make_runner(env, learner: Learner, config: RunnerConfig, env_params: Any = N
         learner_state, metrics = jax.lax.cond(ready, do_update, skip, state.learner)
         return state._replace(learner=learner_state, key=key), metrics
 
+    def learn_on_policy(state: RunnerState, sequences: Transition):
+        key, key_update = jax.random.split(state.key)
+        learner_state, metrics = learner.update(key_update, state.learner, sequences)
+        return state._replace(learner=learner_state, key=key), jax.tree.map(lambda m: m[None], metrics)
+
     def iterate(state: RunnerState) -> tuple[RunnerState, dict]:
         state, (traj, ended) = jax.lax.scan(env_step, state, None, length=t)
         sequences = jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1), traj)  # (B, T, ...)
         learner_state = state.learner._replace(env_steps=state.learner.env_steps + b * t)
-        state = state._replace(learner=learner_state, buffer=buffer.add(state.buffer, sequences))
-        state, update_metrics = jax.lax.scan(learn, state, None, length=config.updates_per_rollout)
+        state = state._replace(learner=learner_state)
+        if learner.on_policy:
+            state, update_metrics = learn_on_policy(state, sequences)
+        else:
+            state = state._replace(buffer=buffer.add(state.buffer, sequences))
+            state, update_metrics = jax.lax.scan(learn, state, None, length=config.updates_per_rollout)
         ret_sum, len_sum, episodes = (x.sum() for x in ended)
         metrics = {k: v.mean() for k, v in update_metrics.items()}
         metrics.update(episode_return=jnp.where(episodes > 0, ret_sum / jnp.maximum(episodes, 1), jnp.nan),

@@ -120,3 +120,4 @@ class Learner(NamedTuple):
     initial_carry: Callable[..., Any]
     act: Callable[..., Any]
     update: Callable[..., Any]
+    on_policy: bool = False  # update takes the rollout just collected, not replayed sequences

@@ -25,11 +25,11 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
 from jaxmarl_lab import ops
-from jaxmarl_lab.envs.core import check_number, check_positive_int
+from jaxmarl_lab.envs.core import check_positive_int
+from jaxmarl_lab.learners.common import check_hparams, global_norm
 from jaxmarl_lab.networks import make_agent_network, make_qmix_mixer
 from jaxmarl_lab.types import EnvSpec, Learner, TimeStep, Transition
 
@@ -72,27 +72,6 @@ _HPARAM_RANGES = {"lr": (0.0, None), "gamma": (0.0, 1.0), "td_lambda": (0.0, 1.0
                   "target_tau": (1e-12, 1.0), "max_grad_norm": (1e-12, None)}
 
 
-def check_hparams(hparams: NamedTuple, ranges: dict[str, tuple[float | None, float | None]]) -> None:
-    """Checks each concrete hyperparameter against its range; traced or non-numeric values pass.
-
-    Raises:
-        ValueError: naming the field, its value and the allowed range.
-    """
-    for name, (low, high) in ranges.items():
-        value = getattr(hparams, name)
-        if isinstance(value, jax.core.Tracer):
-            continue
-        try:
-            arr = np.asarray(value, dtype=np.float64)
-        except (TypeError, ValueError):
-            continue  # a placeholder leaf during a pytree operation
-        bad = ~np.isfinite(arr) | ((arr < low) if low is not None else False) | \
-            ((arr > high) if high is not None else False)
-        if np.any(bad):
-            allowed = f"[{low}, {high if high is not None else 'inf'}]"
-            raise ValueError(f"{type(hparams).__name__}.{name} must be in {allowed}, got {value!r}")
-
-
 class ValueHParams(_ValueHParamsFields):
     """Scalars stored in the learner state: a stack of them vmaps without recompiling.
 
@@ -130,10 +109,6 @@ class ValueState(NamedTuple):
 
 def _optimizer(hparams: ValueHParams) -> optax.GradientTransformation:
     return optax.chain(optax.clip_by_global_norm(hparams.max_grad_norm), optax.adam(hparams.lr))
-
-
-def _global_norm(tree: Any) -> jax.Array:
-    return jnp.sqrt(sum(jnp.sum(jnp.square(x)) for x in jax.tree.leaves(tree)))
 
 
 def _unroll(network, params, batch: Transition, hidden_dim: int, num_agents: int):
@@ -241,7 +216,7 @@ def make_value_learner(spec: EnvSpec, config: ValueConfig, mixer: str) -> Learne
         tau = jnp.where(due, hp.target_tau, 0.0)
         target = ops.polyak_update(target, online, tau)
         metrics = {"loss": loss, "q_mean": q_mean, "target_mean": target_mean,
-                   "grad_norm": _global_norm(grads),
+                   "grad_norm": global_norm(grads),
                    "epsilon": ops.epsilon_schedule(state.env_steps, hp.eps_start, hp.eps_end, hp.eps_decay_steps)}
         new_state = state._replace(params=online[0], mixer_params=online[1], target_params=target[0],
                                    target_mixer_params=target[1], opt_state=opt_state, updates=updates)

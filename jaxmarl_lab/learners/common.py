@@ -1,0 +1,35 @@
+"""Helpers shared by the learners: hyperparameter range checks and gradient norms."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+def check_hparams(hparams: NamedTuple, ranges: dict[str, tuple[float | None, float | None]]) -> None:
+    """Checks each concrete hyperparameter against its range; traced or non-numeric values pass.
+
+    Raises:
+        ValueError: naming the field, its value and the allowed range.
+    """
+    for name, (low, high) in ranges.items():
+        value = getattr(hparams, name)
+        if isinstance(value, jax.core.Tracer):
+            continue
+        try:
+            arr = np.asarray(value, dtype=np.float64)
+        except (TypeError, ValueError):
+            continue  # a placeholder leaf during a pytree operation
+        bad = ~np.isfinite(arr) | ((arr < low) if low is not None else False) | \
+            ((arr > high) if high is not None else False)
+        if np.any(bad):
+            allowed = f"[{low}, {high if high is not None else 'inf'}]"
+            raise ValueError(f"{type(hparams).__name__}.{name} must be in {allowed}, got {value!r}")
+
+
+def global_norm(tree: Any) -> jax.Array:
+    """L2 norm of all leaves of `tree` together, `()`."""
+    return jnp.sqrt(sum(jnp.sum(jnp.square(x)) for x in jax.tree.leaves(tree)))
