@@ -117,3 +117,14 @@ def epsilon_schedule(env_steps: jax.Array, start: jax.Array, end: jax.Array,
 def polyak_update(target, online, tau: jax.Array):
     """`tau * online + (1 - tau) * target`, leaf by leaf; `tau = 1` copies."""
     return jax.tree.map(lambda t, o: tau * o + (1.0 - tau) * t, target, online)
+
+
+def gradient_variance(fn, params, *samples) -> jax.Array:
+    """Variance across samples of per-sample gradients, summed over parameters, `()`.
+
+    `fn(params, *sample) -> ()`; each array in `samples` has a leading sample axis K.
+    Per-sample gradients come from `vmap(grad(fn))`; the result is
+    `sum_p Var_k[d fn(params, sample_k) / d p]` (population variance, ddof 0).
+    """
+    grads = jax.vmap(jax.grad(fn), in_axes=(None,) + (0,) * len(samples))(params, *samples)
+    return sum(jnp.var(g, axis=0).sum() for g in jax.tree.leaves(grads))

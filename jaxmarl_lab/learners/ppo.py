@@ -245,8 +245,7 @@ def make_ppo(spec: EnvSpec, config: PPOConfig = PPOConfig()) -> Learner:
             logp = dist.log_prob(from_env(batch.action[b_, t_]))
             return logp[a_] * adv[b_, t_, a_]
 
-        grads = jax.vmap(jax.grad(sample_term), in_axes=(None, 0, 0, 0))(actor_params, bi, ti, ai)
-        return sum(jnp.var(g, axis=0).sum() for g in jax.tree.leaves(grads))
+        return ops.gradient_variance(sample_term, actor_params, bi, ti, ai)
 
     def update(key: jax.Array, state: PPOState, batch: Transition):
         hp = state.hparams
