@@ -33,6 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxmarl_lab.envs.core import check_positive_int
+from jaxmarl_lab.runner import run_episodes
 from jaxmarl_lab.types import EnvSpec
 
 Policy = Callable[[jax.Array, jax.Array], jax.Array]
@@ -113,30 +114,16 @@ def make_evaluate_policy(env: Any, policy: Policy, num_episodes: int, max_steps:
     Runs `num_episodes` (K) environments with `env.step_batch` for `max_steps` steps
     (default: the concrete `params.max_steps`, read here, before tracing) and scores
     each one's first episode: the agents' rewards summed over the episode, averaged
-    over agents. Mirrors `runner.make_evaluate` for policies that need no learner state.
+    over agents. `runner.run_episodes` for policies that need no learner state.
     """
     num_episodes = check_positive_int("num_episodes", num_episodes)
     params = env.default_params() if params is None else params
     if max_steps is None:
         max_steps = int(np.asarray(params.max_steps))
     max_steps = check_positive_int("max_steps", max_steps)
-    act = jax.vmap(policy)
+    stateless = lambda key, timestep, carry: (policy(key, timestep.obs), carry)
 
     def evaluate(key: jax.Array) -> jax.Array:
-        key_reset, key = jax.random.split(key)
-        env_state, timestep = env.reset_batch(key_reset, params, num_episodes)
-
-        def step(carry, key):
-            env_state, timestep, ret, live = carry
-            key_act, key_env = jax.random.split(key)
-            actions = act(jax.random.split(key_act, num_episodes), timestep.obs)
-            env_state, timestep = env.step_batch(key_env, env_state, actions, params)
-            ret = ret + live * timestep.reward.mean(axis=-1)
-            live = live * (1.0 - (timestep.terminated | timestep.truncated))
-            return (env_state, timestep, ret, live), None
-
-        init = (env_state, timestep, jnp.zeros((num_episodes,)), jnp.ones((num_episodes,)))
-        (_, _, ret, _), _ = jax.lax.scan(step, init, jax.random.split(key, max_steps))
-        return ret
+        return run_episodes(env, stateless, jnp.zeros(()), key, num_episodes, max_steps, params)["returns"]
 
     return evaluate

@@ -171,37 +171,48 @@ def make_train(env, learner: Learner, config: RunnerConfig, env_params: Any = No
     return train
 
 
-def make_evaluate(env, learner: Learner, num_episodes: int, max_steps: int, env_params: Any = None):
-    """`evaluate(key, learner_state) -> dict`: greedy returns of `num_episodes` episodes, in jit.
+def run_episodes(env, policy: Callable, carry: Any, key: jax.Array, num_episodes: int, max_steps: int,
+                 env_params: Any) -> dict:
+    """Scores the first episode of `num_episodes` environments run in parallel, in jit.
 
-    Runs `num_episodes` environments in parallel for `max_steps` steps and scores each
-    one's first episode: `returns (K,)` (per-agent mean reward summed), `lengths (K,)`,
+    `policy(key, timestep, carry) -> (actions, carry)` acts for ONE environment (it is
+    vmapped here); `carry` is its initial recurrent state. Runs `max_steps` steps and
+    returns `returns (K,)` (per-agent mean reward summed over the episode), `lengths (K,)`,
     `terminated (K,)` (the episode reached a terminal state) and `finished (K,)`.
+    """
+    act = jax.vmap(policy)
+    key_reset, key = jax.random.split(key)
+    env_state, timestep = env.reset_batch(key_reset, env_params, num_episodes)
+    carry = jnp.broadcast_to(carry, (num_episodes,) + jnp.shape(carry))
+
+    def step(state, key):
+        env_state, timestep, carry, ret, length, live, term = state
+        key_act, key_env = jax.random.split(key)
+        actions, carry = act(jax.random.split(key_act, num_episodes), timestep, carry)
+        env_state, timestep = env.step_batch(key_env, env_state, actions, env_params)
+        ret = ret + live * timestep.reward.mean(axis=-1)
+        length = length + live
+        term = term | (live.astype(bool) & timestep.terminated)
+        live = live * (1.0 - (timestep.terminated | timestep.truncated))
+        return (env_state, timestep, carry, ret, length, live, term), None
+
+    zeros = jnp.zeros((num_episodes,))
+    init = (env_state, timestep, carry, zeros, zeros, jnp.ones((num_episodes,)), jnp.zeros((num_episodes,), bool))
+    (_, _, _, ret, length, live, term), _ = jax.lax.scan(step, init, jax.random.split(key, max_steps))
+    return {"returns": ret, "lengths": length, "terminated": term, "finished": live == 0.0}
+
+
+def make_evaluate(env, learner: Learner, num_episodes: int, max_steps: int, env_params: Any = None):
+    """`evaluate(key, learner_state) -> dict`: the greedy policy's first episodes, in jit.
+
+    See `run_episodes` for what the dict holds.
     """
     num_episodes = check_positive_int("num_episodes", num_episodes)
     max_steps = check_positive_int("max_steps", max_steps)
     env_params = env.default_params() if env_params is None else env_params
-    act = jax.vmap(learner.act, in_axes=(0, None, 0, 0, None))
 
     def evaluate(key: jax.Array, learner_state: Any) -> dict:
-        key_reset, key = jax.random.split(key)
-        env_state, timestep = env.reset_batch(key_reset, env_params, num_episodes)
-        carry = jnp.broadcast_to(learner.initial_carry(), (num_episodes,) + learner.initial_carry().shape)
-        zeros = jnp.zeros((num_episodes,))
-
-        def step(state, key):
-            env_state, timestep, carry, ret, length, live, term = state
-            key_act, key_env = jax.random.split(key)
-            actions, carry = act(jax.random.split(key_act, num_episodes), learner_state, timestep, carry, False)
-            env_state, timestep = env.step_batch(key_env, env_state, actions, env_params)
-            ret = ret + live * timestep.reward.mean(axis=-1)
-            length = length + live
-            term = term | (live.astype(bool) & timestep.terminated)
-            live = live * (1.0 - (timestep.terminated | timestep.truncated))
-            return (env_state, timestep, carry, ret, length, live, term), None
-
-        init = (env_state, timestep, carry, zeros, zeros, jnp.ones((num_episodes,)), jnp.zeros((num_episodes,), bool))
-        (_, _, _, ret, length, live, term), _ = jax.lax.scan(step, init, jax.random.split(key, max_steps))
-        return {"returns": ret, "lengths": length, "terminated": term, "finished": live == 0.0}
+        policy = lambda k, timestep, carry: learner.act(k, learner_state, timestep, carry, False)
+        return run_episodes(env, policy, learner.initial_carry(), key, num_episodes, max_steps, env_params)
 
     return evaluate
