@@ -30,6 +30,20 @@ def check_hparams(hparams: NamedTuple, ranges: dict[str, tuple[float | None, flo
             raise ValueError(f"{type(hparams).__name__}.{name} must be in {allowed}, got {value!r}")
 
 
+def create_hparams(cls: type, ranges: dict[str, tuple[float | None, float | None]], values: dict) -> Any:
+    """`cls(**values)` (a hyperparameter NamedTuple) with unknown fields refused and ranges checked.
+
+    Raises:
+        ValueError: naming an unknown field, or a field, its value and the allowed range.
+    """
+    unknown = set(values) - set(cls._fields)
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} fields {sorted(unknown)}; valid: {list(cls._fields)}")
+    hparams = cls(**values)
+    check_hparams(hparams, ranges)
+    return hparams
+
+
 def global_norm(tree: Any) -> jax.Array:
     """L2 norm of all leaves of `tree` together, `()`."""
     return jnp.sqrt(sum(jnp.sum(jnp.square(x)) for x in jax.tree.leaves(tree)))

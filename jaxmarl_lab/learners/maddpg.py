@@ -51,7 +51,7 @@ import optax
 
 from jaxmarl_lab import ops
 from jaxmarl_lab.envs.core import check_positive_int
-from jaxmarl_lab.learners.common import check_hparams, global_norm
+from jaxmarl_lab.learners.common import check_hparams, create_hparams, global_norm
 from jaxmarl_lab.networks import make_agent_network
 from jaxmarl_lab.types import EnvSpec, Learner, TimeStep, Transition
 
@@ -92,14 +92,9 @@ class MADDPGHParams(NamedTuple):
         """Hyperparameters with defaults for the fields not given, range-checked.
 
         Raises:
-            ValueError: naming the field, its value and the allowed range.
+            ValueError: naming an unknown field, or a field, its value and the allowed range.
         """
-        unknown = set(values) - set(cls._fields)
-        if unknown:
-            raise ValueError(f"unknown MADDPGHParams fields {sorted(unknown)}; valid: {list(cls._fields)}")
-        hparams = cls(**values)
-        check_hparams(hparams, MADDPG_HPARAM_RANGES)
-        return hparams
+        return create_hparams(cls, MADDPG_HPARAM_RANGES, values)
 
 
 MADDPG_HPARAM_RANGES = {"lr_actor": (0.0, None), "lr_critic": (0.0, None), "gamma": (0.0, 1.0),

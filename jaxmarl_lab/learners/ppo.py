@@ -35,7 +35,7 @@ import optax
 
 from jaxmarl_lab import ops
 from jaxmarl_lab.envs.core import check_positive_int
-from jaxmarl_lab.learners.common import check_hparams, global_norm
+from jaxmarl_lab.learners.common import check_hparams, create_hparams, global_norm
 from jaxmarl_lab.networks import make_agent_network
 from jaxmarl_lab.types import EnvSpec, Learner, TimeStep, Transition
 
@@ -84,12 +84,12 @@ class PPOHParams(NamedTuple):
 
     @classmethod
     def create(cls, **values: Any) -> "PPOHParams":
-        unknown = set(values) - set(cls._fields)
-        if unknown:
-            raise ValueError(f"unknown PPOHParams fields {sorted(unknown)}; valid: {list(cls._fields)}")
-        hparams = cls(**values)
-        check_hparams(hparams, PPO_HPARAM_RANGES)
-        return hparams
+        """Hyperparameters with defaults for the fields not given, range-checked.
+
+        Raises:
+            ValueError: naming an unknown field, or a field, its value and the allowed range.
+        """
+        return create_hparams(cls, PPO_HPARAM_RANGES, values)
 
 
 PPO_HPARAM_RANGES = {"lr": (0.0, None), "gamma": (0.0, 1.0), "gae_lambda": (0.0, 1.0),

@@ -29,7 +29,7 @@ import optax
 
 from jaxmarl_lab import ops
 from jaxmarl_lab.envs.core import check_positive_int
-from jaxmarl_lab.learners.common import check_hparams, global_norm
+from jaxmarl_lab.learners.common import check_hparams, create_hparams, global_norm
 from jaxmarl_lab.networks import make_agent_network, make_qmix_mixer
 from jaxmarl_lab.types import EnvSpec, Learner, TimeStep, Transition
 
@@ -86,14 +86,9 @@ class ValueHParams(_ValueHParamsFields):
         """Hyperparameters with defaults for the fields not given, range-checked.
 
         Raises:
-            ValueError: naming the field, its value and the allowed range.
+            ValueError: naming an unknown field, or a field, its value and the allowed range.
         """
-        unknown = set(values) - set(cls._fields)
-        if unknown:
-            raise ValueError(f"unknown ValueHParams fields {sorted(unknown)}; valid: {list(cls._fields)}")
-        hparams = cls(**values)
-        check_hparams(hparams, _HPARAM_RANGES)
-        return hparams
+        return create_hparams(cls, _HPARAM_RANGES, values)
 
 
 class ValueState(NamedTuple):
