@@ -284,3 +284,27 @@ def test_distinct_cells_is_uniform_over_ordered_draws():
     assert len(counts) == 24
     # 2000 expected per draw, standard deviation about 44: allow 5 sigma.
     assert np.all(np.abs(counts - 2000) < 220), counts
+
+
+def test_potential_based_shaping_telescopes():
+    """Lesson with shaping 0.1: each step pays 0.1 x (decrease of summed Manhattan distance).
+
+    The optimal plan closes the distance 3 + 3 = 6 in 3 steps, so the shaping adds exactly
+    0.1 * 6 = 0.6 over the episode (0 when the goals are reached, as phi telescopes):
+    return = 1 - 3 * 0.01 + 0.6 = 1.57 per agent.
+    """
+    from jaxmarl_lab.envs.grid_world import optimal_plan
+
+    env = GridWorld(layout="lesson")
+    params = env.default_params(shaping=0.1)
+    plan = optimal_plan(4, 4, LESSON_STARTS, LESSON_GOALS)
+    state, ts = env.reset(jax.random.PRNGKey(0), params)
+    total = np.zeros(2)
+    step = jax.jit(env.step)
+    for actions in plan:
+        state, ts = step(jax.random.PRNGKey(1), state, jnp.asarray(actions, jnp.int32), params)
+        total += np.asarray(ts.reward)
+    assert bool(ts.terminated)
+    np.testing.assert_allclose(total, 1.57, atol=1e-5)
+    with pytest.raises(ValueError, match="shaping must be >= 0"):
+        env.default_params(shaping=-1.0)
