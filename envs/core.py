@@ -123,12 +123,15 @@ class Environment(abc.ABC, Generic[State, Params]):
         """Starts an episode: `(state, TimeStep)` for one environment."""
         params = self.default_params() if params is None else params
         state = self.reset_state(key, params)
-        obs = self.observe(state, params)
-        gstate = self.global_state(state, params)
-        zeros = jnp.zeros(jnp.shape(state.step), dtype=bool)  # type: ignore[attr-defined]
-        reward = jnp.zeros((self.spec.num_agents,) + jnp.shape(state.step), jnp.float32)  # type: ignore[attr-defined]
-        return state, TimeStep(obs, gstate, reward, zeros, zeros,
-                               self.avail_actions(state, params), obs, gstate)
+        return state, self._first_timestep(state, params)
+
+    def _first_timestep(self, state: State, params: Params) -> TimeStep:
+        """The `TimeStep` of a fresh state (any trailing batch axes): zero reward, no end."""
+        batch = jnp.shape(state.step)  # type: ignore[attr-defined]
+        obs, gstate = self.observe(state, params), self.global_state(state, params)
+        zeros = jnp.zeros(batch, dtype=bool)
+        reward = jnp.zeros((self.spec.num_agents,) + batch, jnp.float32)
+        return TimeStep(obs, gstate, reward, zeros, zeros, self.avail_actions(state, params), obs, gstate)
 
     def step(self, key: jax.Array, state: State, actions: jax.Array,
              params: Params | None = None) -> tuple[State, TimeStep]:
@@ -150,10 +153,7 @@ class Environment(abc.ABC, Generic[State, Params]):
         if not self.batch_minor:
             return jax.vmap(self.reset, in_axes=(0, None))(jax.random.split(key, batch_size), params)
         state = self.reset_state_batch(key, params, batch_size)
-        obs, gstate = self.observe(state, params), self.global_state(state, params)
-        zeros = jnp.zeros((batch_size,), dtype=bool)
-        reward = jnp.zeros((self.spec.num_agents, batch_size), jnp.float32)
-        timestep = TimeStep(obs, gstate, reward, zeros, zeros, self.avail_actions(state, params), obs, gstate)
+        timestep = self._first_timestep(state, params)
         return state, jax.tree.map(lambda x: jnp.moveaxis(x, -1, 0), timestep)
 
     def reset_state_batch(self, key: jax.Array, params: Params, batch_size: int) -> State:
