@@ -1,0 +1,190 @@
+"""Run configurations: the learner registry and the file format `train`, `sweep` and `eval` share.
+
+    run = RunConfig.from_dict({"env": "particle-spread", "env_kwargs": {"num_agents": 3},
+                               "learner": "mappo", "hparams": {"lr": 3e-3}})
+    built = build(run)            # env, learner, RunnerConfig, hparams, all validated
+    train = make_train(built.env, built.learner, built.runner, built.env_params)
+
+A run file is JSON or TOML with the keys of `RunConfig`; unknown keys, names and
+fields are refused with the valid choices. Everything is validated here, in Python,
+before anything is traced.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+from typing import Any, Callable, NamedTuple
+
+from jaxmarl_lab import envs
+from jaxmarl_lab.learners import (MADDPGConfig, MADDPGHParams, PPOConfig, PPOHParams, ValueConfig, ValueHParams,
+                                  make_iql, make_ippo, make_maddpg, make_mappo, make_qmix, make_vdn)
+from jaxmarl_lab.runner import RunnerConfig
+from jaxmarl_lab.types import Learner
+
+
+class LearnerEntry(NamedTuple):
+    make: Callable[..., Learner]  # make(spec, config) -> Learner
+    config_cls: type  # frozen dataclass of shape-setting options
+    hparams_cls: type  # NamedTuple of traced scalars, with a range-checking `create`
+    runner_defaults: dict  # RunnerConfig fields suited to the learner
+    actions: tuple[str, ...]  # action kinds it supports
+    description: str
+
+
+_VALUE_RUNNER = {"num_envs": 16, "rollout_len": 25, "buffer_capacity": 5000, "batch_size": 32,
+                 "updates_per_rollout": 1, "total_env_steps": 1_000_000}
+LEARNERS: dict[str, LearnerEntry] = {
+    "iql": LearnerEntry(make_iql, ValueConfig, ValueHParams, _VALUE_RUNNER, ("discrete",),
+                        "independent Q-learning (Tan 1993)"),
+    "vdn": LearnerEntry(make_vdn, ValueConfig, ValueHParams, _VALUE_RUNNER, ("discrete",),
+                        "value decomposition, Q_tot = sum_i Q_i (Sunehag et al. 2018)"),
+    "qmix": LearnerEntry(make_qmix, ValueConfig, ValueHParams, _VALUE_RUNNER, ("discrete",),
+                         "monotonic hypernetwork mixer (Rashid et al. 2018)"),
+    "mappo": LearnerEntry(make_mappo, PPOConfig, PPOHParams,
+                          {"num_envs": 64, "rollout_len": 25, "total_env_steps": 1_000_000},
+                          ("discrete", "continuous"), "PPO with a centralized critic (Yu et al. 2022)"),
+    "ippo": LearnerEntry(make_ippo, PPOConfig, PPOHParams,
+                         {"num_envs": 64, "rollout_len": 25, "total_env_steps": 1_000_000},
+                         ("discrete", "continuous"), "PPO with independent critics"),
+    "maddpg": LearnerEntry(make_maddpg, MADDPGConfig, MADDPGHParams,
+                           {"num_envs": 16, "rollout_len": 25, "buffer_capacity": 4000, "batch_size": 32,
+                            "updates_per_rollout": 4, "total_env_steps": 500_000},
+                           ("discrete", "continuous"),
+                           "deterministic actors, centralized critics (Lowe et al. 2017); Gumbel-softmax "
+                           "for discrete actions"),
+}
+
+
+def learner_names() -> list[str]:
+    return sorted(LEARNERS)
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    """One training run: what `jaxmarl-lab train` reads and `jaxmarl-lab sweep` writes as its best point."""
+
+    env: str = "particle-spread"
+    env_kwargs: dict = dataclasses.field(default_factory=lambda: {"num_agents": 3})  # static, shape-setting
+    env_params: dict = dataclasses.field(default_factory=dict)  # fields of the env's params pytree
+    learner: str = "mappo"
+    config: dict = dataclasses.field(default_factory=dict)  # fields of the learner's Config
+    hparams: dict = dataclasses.field(default_factory=dict)  # fields of the learner's HParams
+    runner: dict = dataclasses.field(default_factory=dict)  # fields of RunnerConfig (over the learner's defaults)
+    seed: int = 0  # seed of the first run
+    num_seeds: int = 1  # runs with seeds seed, seed+1, ... trained as one vmapped program
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "RunConfig":
+        """Raises ValueError on unknown keys or wrongly typed sections."""
+        fields = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(values) - fields
+        if unknown:
+            raise ValueError(f"unknown run-config keys {sorted(unknown)}; valid: {sorted(fields)}")
+        for name in ("env_kwargs", "env_params", "config", "hparams", "runner"):
+            if name in values and not isinstance(values[name], dict):
+                raise ValueError(f"run-config key {name!r} must be a table/object, got {values[name]!r}")
+        for name in ("env", "learner"):
+            if name in values and not isinstance(values[name], str):
+                raise ValueError(f"run-config key {name!r} must be a string, got {values[name]!r}")
+        for name in ("seed", "num_seeds"):
+            if name in values and (isinstance(values[name], bool) or not isinstance(values[name], int)):
+                raise ValueError(f"run-config key {name!r} must be an integer, got {values[name]!r}")
+        run = cls(**values)
+        if run.num_seeds < 1:
+            raise ValueError(f"run-config num_seeds must be >= 1, got {run.num_seeds}")
+        return run
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def load_run_config(path: str) -> RunConfig:
+    """Reads a `.json` or `.toml` run file. Raises ValueError naming the file on bad content."""
+    try:
+        if path.endswith(".toml"):
+            import tomllib
+            with open(path, "rb") as f:
+                values = tomllib.load(f)
+        else:
+            with open(path) as f:
+                values = json.load(f)
+    except FileNotFoundError:
+        raise ValueError(f"run config {path!r} does not exist") from None
+    except (json.JSONDecodeError, ValueError) as e:
+        raise ValueError(f"run config {path!r} is not valid {'TOML' if path.endswith('.toml') else 'JSON'}: {e}") \
+            from None
+    if not isinstance(values, dict):
+        raise ValueError(f"run config {path!r} must hold an object/table at the top level")
+    return RunConfig.from_dict(values)
+
+
+def write_json_atomic(path: str, data: Any) -> None:
+    """Writes JSON to a temporary file in the same folder, then renames it over `path`."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".json")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f, indent=1)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def save_run_config(run: RunConfig, path: str) -> None:
+    write_json_atomic(path, run.to_dict())
+
+
+class Built(NamedTuple):
+    env: Any  # envs.Environment
+    env_params: Any
+    learner: Learner
+    learner_config: Any  # the learner's Config dataclass
+    hparams: Any  # the learner's HParams, range-checked
+    runner: RunnerConfig
+
+
+def _dataclass_from(cls: type, values: dict, what: str):
+    fields = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(values) - fields
+    if unknown:
+        raise ValueError(f"unknown {what} fields {sorted(unknown)}; valid: {sorted(fields)}")
+    return cls(**values)
+
+
+def build(run: RunConfig) -> Built:
+    """Everything a run needs, validated before tracing.
+
+    Raises:
+        ValueError: unknown env / learner (listing the valid names), a learner that does
+            not support the env's actions, unknown or out-of-range fields.
+    """
+    if run.learner not in LEARNERS:
+        raise ValueError(f"unknown learner {run.learner!r}; valid names: {', '.join(learner_names())}")
+    entry = LEARNERS[run.learner]
+    try:
+        env = envs.make(run.env, **run.env_kwargs)
+    except TypeError as e:
+        raise ValueError(f"bad env_kwargs {run.env_kwargs} for {run.env!r}: {e}") from None
+    if env.spec.action_kind not in entry.actions:
+        raise ValueError(f"learner {run.learner!r} needs {' or '.join(entry.actions)} actions; {run.env!r} "
+                         f"with {run.env_kwargs} has {env.spec.action_kind} actions")
+    params = env.default_params()
+    if run.env_params:
+        valid = sorted(f.name for f in dataclasses.fields(params))
+        unknown = set(run.env_params) - set(valid)
+        if unknown:
+            raise ValueError(f"unknown env_params fields {sorted(unknown)} for {run.env!r}; valid: {valid}")
+        params = params.replace(**run.env_params)
+    learner_config = _dataclass_from(entry.config_cls, run.config, entry.config_cls.__name__)
+    learner = entry.make(env.spec, learner_config)
+    hparams = entry.hparams_cls.create(**run.hparams)
+    runner = _dataclass_from(RunnerConfig, {**entry.runner_defaults, **run.runner}, "RunnerConfig")
+    return Built(env, params, learner, learner_config, hparams, runner)
