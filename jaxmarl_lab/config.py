@@ -187,4 +187,8 @@ def build(run: RunConfig) -> Built:
     learner = entry.make(env.spec, learner_config)
     hparams = entry.hparams_cls.create(**run.hparams)
     runner = _dataclass_from(RunnerConfig, {**entry.runner_defaults, **run.runner}, "RunnerConfig")
+    minibatches = getattr(learner_config, "num_minibatches", 1)
+    if runner.num_envs % minibatches:
+        raise ValueError(f"{entry.config_cls.__name__}.num_minibatches ({minibatches}) must divide "
+                         f"RunnerConfig.num_envs ({runner.num_envs})")
     return Built(env, params, learner, learner_config, hparams, runner)
