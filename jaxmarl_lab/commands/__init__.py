@@ -1,0 +1,1 @@
+"""One module per `jaxmarl-lab` subcommand, each with `add_parser(subparsers)`."""
