@@ -32,8 +32,13 @@ class LearnerEntry(NamedTuple):
     runner_defaults: dict  # RunnerConfig fields suited to the learner
     actions: tuple[str, ...]  # action kinds it supports
     description: str
+    config_defaults: dict = {}  # Config fields the CLI uses unless the run config sets them
+    hparams_defaults: dict = {}  # HParams fields the CLI uses unless the run config sets them
 
 
+# The settings of benchmarks/learning_actor_critic.py (measured there on particle-spread).
+_PPO_CONFIG = {"hidden_dim": 64, "num_epochs": 4, "num_minibatches": 4, "grad_var_samples": 0}
+_PPO_HPARAMS = {"lr": 3e-3, "gamma": 0.99, "gae_lambda": 0.95, "clip_eps": 0.2, "ent_coef": 0.01}
 _VALUE_RUNNER = {"num_envs": 16, "rollout_len": 25, "buffer_capacity": 5000, "batch_size": 32,
                  "updates_per_rollout": 1, "total_env_steps": 1_000_000}
 LEARNERS: dict[str, LearnerEntry] = {
@@ -45,10 +50,12 @@ LEARNERS: dict[str, LearnerEntry] = {
                          "monotonic hypernetwork mixer (Rashid et al. 2018)"),
     "mappo": LearnerEntry(make_mappo, PPOConfig, PPOHParams,
                           {"num_envs": 64, "rollout_len": 25, "total_env_steps": 1_000_000},
-                          ("discrete", "continuous"), "PPO with a centralized critic (Yu et al. 2022)"),
+                          ("discrete", "continuous"), "PPO with a centralized critic (Yu et al. 2022)",
+                          _PPO_CONFIG, _PPO_HPARAMS),
     "ippo": LearnerEntry(make_ippo, PPOConfig, PPOHParams,
                          {"num_envs": 64, "rollout_len": 25, "total_env_steps": 1_000_000},
-                         ("discrete", "continuous"), "PPO with independent critics"),
+                         ("discrete", "continuous"), "PPO with independent critics", _PPO_CONFIG,
+                         _PPO_HPARAMS),
     "maddpg": LearnerEntry(make_maddpg, MADDPGConfig, MADDPGHParams,
                            {"num_envs": 16, "rollout_len": 25, "buffer_capacity": 4000, "batch_size": 32,
                             "updates_per_rollout": 4, "total_env_steps": 500_000},
@@ -131,6 +138,9 @@ def write_json_atomic(path: str, data: Any) -> None:
             json.dump(data, f, indent=1)
             f.flush()
             os.fsync(f.fileno())
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(tmp, 0o666 & ~mask)  # mkstemp makes 0600 files; give the usual permissions
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -183,9 +193,10 @@ def build(run: RunConfig) -> Built:
         if unknown:
             raise ValueError(f"unknown env_params fields {sorted(unknown)} for {run.env!r}; valid: {valid}")
         params = params.replace(**run.env_params)
-    learner_config = _dataclass_from(entry.config_cls, run.config, entry.config_cls.__name__)
+    learner_config = _dataclass_from(entry.config_cls, {**entry.config_defaults, **run.config},
+                                     entry.config_cls.__name__)
     learner = entry.make(env.spec, learner_config)
-    hparams = entry.hparams_cls.create(**run.hparams)
+    hparams = entry.hparams_cls.create(**{**entry.hparams_defaults, **run.hparams})
     runner = _dataclass_from(RunnerConfig, {**entry.runner_defaults, **run.runner}, "RunnerConfig")
     minibatches = getattr(learner_config, "num_minibatches", 1)
     if runner.num_envs % minibatches:

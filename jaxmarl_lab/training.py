@@ -1,0 +1,337 @@
+"""Long training runs: chunks of jitted iterations, checkpoints, metrics and resume.
+
+    result = train_run(RunConfig(), "runs/mappo")        # a fresh run directory
+    result = resume_run("runs/mappo")                    # continue a killed run
+    built, run, learner_state = load_trained("runs/mappo")
+
+The `num_seeds` seeds of a run are one vmapped program. The host loop jits
+`chunk(state) = lax.scan(vmap(iterate), state, length=k)` and, between chunks, appends
+one row per iteration to `metrics.jsonl`, writes `checkpoint.npz` atomically and prints
+a progress line. A resumed run re-enters the loop at the checkpoint's iteration with the
+same chunk length, so it runs the same compiled chunks on the same state: on CPU its
+final parameters are bit-identical to an uninterrupted run's.
+
+A run directory holds `config.json` (a RunConfig, usable with `train --config`),
+`train.json` (the chunk length), `metrics.jsonl`, `checkpoint.npz` and
+`learning_curve.png`. A non-finite loss or parameter stops the run with
+`NonFiniteError` naming the update; the last good checkpoint stays.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import sys
+import time
+from typing import Any, Callable, NamedTuple, TextIO
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxmarl_lab.checkpoint import config_hash, load_checkpoint, read_meta, save_checkpoint
+from jaxmarl_lab.config import Built, RunConfig, build, load_run_config, save_run_config, write_json_atomic
+from jaxmarl_lab.envs.core import check_positive_int
+from jaxmarl_lab.runner import RunnerState, make_runner
+
+CONFIG, TRAIN, METRICS, CHECKPOINT, CURVE = "config.json", "train.json", "metrics.jsonl", "checkpoint.npz", \
+    "learning_curve.png"
+_RUNNER_METRICS = ("episode_return", "episode_length", "episodes", "env_steps")
+
+
+class NonFiniteError(RuntimeError):
+    """A loss or parameter became NaN or infinite; the message names the update."""
+
+
+class TrainResult(NamedTuple):
+    run_dir: str
+    iterations: int  # iterations done per seed
+    env_steps: int  # environment steps per seed
+    final_return: list  # (S,) mean training episode return of each seed over the last chunk
+    seconds: float  # wall time of this call, compilation included
+
+
+class Training(NamedTuple):
+    """The jitted pieces of one run: `init() -> state (S, ...)`, `chunk(state, k) -> (state, metrics (k, S))`."""
+
+    built: Built
+    run: RunConfig
+    init: Callable[[], RunnerState]
+    chunk: Callable[[RunnerState, int], tuple[RunnerState, dict]]
+
+
+def seed_keys(run: RunConfig) -> jax.Array:
+    """`(S, 2)` uint32 keys of seeds `run.seed, run.seed + 1, ...`."""
+    return jnp.stack([jax.random.PRNGKey(run.seed + i) for i in range(run.num_seeds)])
+
+
+def make_training(run: RunConfig, built: Built | None = None) -> Training:
+    """Builds (and validates) `run` and jits its seed-vmapped init and chunk functions."""
+    built = build(run) if built is None else built
+    runner = make_runner(built.env, built.learner, built.runner, built.env_params)
+
+    def checked_iterate(state: RunnerState) -> tuple[RunnerState, dict]:
+        updates_before = state.learner.updates
+        state, metrics = runner.iterate(state)
+        updated = state.learner.updates > updates_before
+        losses = [jnp.all(jnp.isfinite(v)) for k, v in metrics.items() if "loss" in k]
+        params = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(state.learner)
+                  if jnp.issubdtype(x.dtype, jnp.floating)]
+        loss_ok = jnp.all(jnp.stack(losses)) if losses else jnp.asarray(True)
+        metrics["finite"] = jnp.all(jnp.stack(params)) & (loss_ok | ~updated)
+        metrics["updates"] = state.learner.updates
+        return state, metrics
+
+    def init() -> RunnerState:
+        return jax.vmap(runner.init, in_axes=(0, None))(seed_keys(run), built.hparams)
+
+    def chunk(state: RunnerState, length: int) -> tuple[RunnerState, dict]:
+        return jax.lax.scan(lambda s, _: jax.vmap(checked_iterate)(s), state, None, length=length)
+
+    return Training(built, run, jax.jit(init), jax.jit(chunk, static_argnums=1))
+
+
+def default_chunk_updates(num_iterations: int) -> int:
+    """About 20 chunks per run (so 20 checkpoints and progress lines)."""
+    return max(1, math.ceil(num_iterations / 20))
+
+
+def train_run(run: RunConfig, run_dir: str, *, chunk_updates: int | None = None, overwrite: bool = False,
+              progress: bool = True, plot: bool = True, stream: TextIO | None = None) -> TrainResult:
+    """Trains `run` from scratch in `run_dir`.
+
+    Args:
+        run: the run config (validated here, before anything is written or traced).
+        run_dir: the run directory to create.
+        chunk_updates: iterations per jitted chunk = checkpoint interval; None: about 20 chunks.
+        overwrite: replace an existing run directory (one holding config.json).
+        progress: print a progress line per chunk to `stream` (default stderr).
+        plot: write learning_curve.png at the end (needs matplotlib).
+
+    Raises:
+        ValueError: bad run config or chunk_updates.
+        FileExistsError: `run_dir` exists and `overwrite` is false.
+        NonFiniteError: a loss or parameter became non-finite.
+    """
+    start = time.perf_counter()
+    built = build(run)
+    n = built.runner.num_iterations
+    k = default_chunk_updates(n) if chunk_updates is None else check_positive_int("chunk_updates", chunk_updates)
+    _prepare_dir(run_dir, overwrite)
+    save_run_config(run, os.path.join(run_dir, CONFIG))
+    write_json_atomic(os.path.join(run_dir, TRAIN), {"chunk_updates": k})
+    open(os.path.join(run_dir, METRICS), "w").close()
+    training = make_training(run, built)
+    return _finish(training, run_dir, _loop(training, training.init(), 0, k, run_dir, progress, stream),
+                   plot, start)
+
+
+def resume_run(run_dir: str, *, progress: bool = True, plot: bool = True, stream: TextIO | None = None) -> TrainResult:
+    """Continues the run in `run_dir` from its checkpoint (or from scratch if it has none yet).
+
+    Raises:
+        FileNotFoundError: `run_dir` does not exist.
+        ValueError: it is not a run directory, or its checkpoint is corrupt or mismatched.
+        NonFiniteError: a loss or parameter became non-finite.
+    """
+    start = time.perf_counter()
+    run = _read_run(run_dir)
+    training = make_training(run)
+    n = training.built.runner.num_iterations
+    k = _read_chunk_updates(run_dir, n)
+    path = os.path.join(run_dir, CHECKPOINT)
+    if os.path.exists(path):
+        template = jax.eval_shape(training.init)
+        state, meta = load_checkpoint(path, template, config_hash(run.to_dict()))
+        state, done = jax.tree.map(jnp.asarray, state), int(meta["iteration"])
+        k = int(meta.get("chunk_updates", k))
+    else:
+        state, done = training.init(), 0
+    _truncate_metrics(os.path.join(run_dir, METRICS), done)
+    if done < n and progress:
+        print(f"resuming {run_dir} at iteration {done} of {n}", file=stream or sys.stderr)
+    return _finish(training, run_dir, _loop(training, state, done, k, run_dir, progress, stream), plot, start)
+
+
+def load_run_state(run_dir: str) -> tuple[Built, RunConfig, RunnerState, dict]:
+    """`(built, run, state, meta)` of a run directory's checkpoint; `state` is seed-stacked `(S, ...)`.
+
+    Raises:
+        FileNotFoundError: no run directory or no checkpoint yet.
+        ValueError: not a run directory, or a corrupt or mismatched checkpoint.
+    """
+    run = _read_run(run_dir)
+    built = build(run)
+    training = make_training(run, built)
+    state, meta = load_checkpoint(os.path.join(run_dir, CHECKPOINT), jax.eval_shape(training.init),
+                                  config_hash(run.to_dict()))
+    return built, run, jax.tree.map(jnp.asarray, state), meta
+
+
+def load_trained(run_dir: str, seed_index: int = 0) -> tuple[Built, RunConfig, Any]:
+    """`(built, run, learner_state)`: the trained learner state of one seed of a run directory.
+
+    `built.learner.act(key, learner_state, timestep, carry, False)` is then the greedy
+    policy of that seed on `built.env` with `built.env_params`.
+
+    Raises:
+        FileNotFoundError, ValueError: as `load_run_state`; ValueError if `seed_index` is
+            not in `[0, num_seeds)`.
+    """
+    built, run, state, _ = load_run_state(run_dir)
+    if not 0 <= seed_index < run.num_seeds:
+        raise ValueError(f"seed_index must be in [0, {run.num_seeds}) for {run_dir!r}, got {seed_index}")
+    return built, run, jax.tree.map(lambda x: x[seed_index], state.learner)
+
+
+def read_metrics(path: str) -> list[dict]:
+    """The rows of a `metrics.jsonl`, skipping a torn last line."""
+    rows = []
+    if os.path.exists(path):
+        with open(path) as f:
+            for line in f:
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError:
+                    break
+    return rows
+
+
+# ----- the loop ---------------------------------------------------------------------------
+def _loop(training: Training, state: RunnerState, done: int, k: int, run_dir: str, progress: bool,
+          stream: TextIO | None) -> tuple[RunnerState, int, list]:
+    run, runner = training.run, training.built.runner
+    n, per_iter = runner.num_iterations, runner.steps_per_iteration
+    meta = {"run": run.to_dict(), "config_hash": config_hash(run.to_dict()), "num_iterations": n,
+            "chunk_updates": k}
+    last_return: list = [None] * run.num_seeds
+    while done < n:
+        length = min(k, n - done)
+        tick = time.perf_counter()
+        new_state, metrics = training.chunk(state, length)
+        metrics = jax.device_get(metrics)
+        seconds = time.perf_counter() - tick
+        finite = np.asarray(metrics.pop("finite"))  # (length, S)
+        rows = _rows(metrics, done, per_iter)
+        bad = np.argwhere(~finite)
+        if bad.size:
+            j, s = (int(v) for v in bad[0])
+            _append_rows(os.path.join(run_dir, METRICS), rows[:j + 1])
+            kept = f"the last good checkpoint (iteration {done}) is kept" if done else "no checkpoint was written"
+            raise NonFiniteError(f"non-finite loss or parameters at update {done + j + 1} of {n} (seed "
+                                 f"{run.seed + s}, learner update {int(metrics['updates'][j, s])}); the run "
+                                 f"stopped and {kept} in {run_dir}")
+        _append_rows(os.path.join(run_dir, METRICS), rows)
+        state, done = new_state, done + length
+        save_checkpoint(os.path.join(run_dir, CHECKPOINT), state, {**meta, "iteration": done})
+        with np.errstate(all="ignore"), _quiet_nan_warnings():
+            last_return = [None if math.isnan(v) else float(v)
+                           for v in np.nanmean(np.asarray(metrics["episode_return"], np.float64), axis=0)]
+        if progress:
+            _print_progress(stream or sys.stderr, done, n, per_iter, last_return, length * per_iter
+                            * run.num_seeds / seconds)
+    return state, done, last_return
+
+
+def _finish(training: Training, run_dir: str, looped: tuple, plot: bool, start: float) -> TrainResult:
+    _, done, last_return = looped
+    if plot:
+        from jaxmarl_lab import plots
+        plots.plot_run_dir(run_dir)
+    steps = done * training.built.runner.steps_per_iteration
+    return TrainResult(run_dir, done, steps, last_return, time.perf_counter() - start)
+
+
+def _rows(metrics: dict, done: int, per_iter: int) -> list[dict]:
+    """One JSON-able row per iteration: `{"iteration", "env_steps", name: [per seed]}`; NaN -> null."""
+    length = np.shape(metrics["episode_return"])[0]
+    rows = []
+    for j in range(length):
+        row = {"iteration": done + j + 1, "env_steps": (done + j + 1) * per_iter}
+        for name, values in metrics.items():
+            if name == "env_steps":
+                continue
+            row[name] = [None if not np.isfinite(v) else (int(v) if np.issubdtype(np.asarray(v).dtype, np.integer)
+                                                          else float(v)) for v in np.asarray(values[j]).ravel()]
+        rows.append(row)
+    return rows
+
+
+def _append_rows(path: str, rows: list[dict]) -> None:
+    with open(path, "a") as f:
+        f.write("".join(json.dumps(r) + "\n" for r in rows))
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _truncate_metrics(path: str, iteration: int) -> None:
+    """Keeps the rows up to `iteration` (a killed run may have logged past its checkpoint)."""
+    rows = [r for r in read_metrics(path) if r.get("iteration", 0) <= iteration]
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write("".join(json.dumps(r) + "\n" for r in rows))
+    os.replace(tmp, path)
+
+
+def _print_progress(stream: TextIO, done: int, n: int, per_iter: int, returns: list, rate: float) -> None:
+    width = 24
+    filled = int(width * done / n)
+    finite = [r for r in returns if r is not None]
+    ret = f"{np.mean(finite):.3f}" if finite else "n/a"
+    left = (n - done) * per_iter * len(returns) / rate if rate > 0 else float("nan")
+    eta = time.strftime("%H:%M:%S", time.gmtime(left)) if math.isfinite(left) else "?"
+    line = (f"[{'#' * filled}{'.' * (width - filled)}] {done * per_iter:,}/{n * per_iter:,} steps | "
+            f"return {ret} | {rate:,.0f} steps/s | left {eta}")
+    end = "\r" if stream.isatty() and done < n else "\n"
+    print(line, end=end, file=stream, flush=True)
+
+
+class _quiet_nan_warnings:
+    """Silences 'Mean of empty slice' for chunks in which no episode ended."""
+
+    def __enter__(self):
+        import warnings
+        self._ctx = warnings.catch_warnings()
+        self._ctx.__enter__()
+        warnings.simplefilter("ignore", RuntimeWarning)
+
+    def __exit__(self, *exc):
+        return self._ctx.__exit__(*exc)
+
+
+# ----- run directories ----------------------------------------------------------------------
+def _prepare_dir(run_dir: str, overwrite: bool) -> None:
+    if os.path.exists(run_dir):
+        if not overwrite:
+            raise FileExistsError(f"run directory {run_dir!r} already exists; pass --overwrite to replace it, "
+                                  f"--resume {run_dir} to continue it, or another --run-dir")
+        if not os.path.isdir(run_dir):
+            raise FileExistsError(f"--run-dir {run_dir!r} is a file, not a directory")
+        if os.listdir(run_dir) and not os.path.exists(os.path.join(run_dir, CONFIG)):
+            raise FileExistsError(f"--overwrite only replaces a jaxmarl-lab run directory (one holding {CONFIG}); "
+                                  f"{run_dir!r} is not one")
+        shutil.rmtree(run_dir)
+    os.makedirs(run_dir)
+
+
+def _read_run(run_dir: str) -> RunConfig:
+    if not os.path.isdir(run_dir):
+        raise FileNotFoundError(f"run directory {run_dir!r} does not exist")
+    path = os.path.join(run_dir, CONFIG)
+    if not os.path.exists(path):
+        raise ValueError(f"{run_dir!r} is not a jaxmarl-lab run directory (it has no {CONFIG})")
+    return load_run_config(path)
+
+
+def _read_chunk_updates(run_dir: str, num_iterations: int) -> int:
+    try:
+        with open(os.path.join(run_dir, TRAIN)) as f:
+            return check_positive_int("chunk_updates", json.load(f)["chunk_updates"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return default_chunk_updates(num_iterations)
+
+
+__all__ = ["NonFiniteError", "TrainResult", "Training", "make_training", "train_run", "resume_run", "load_run_state",
+           "load_trained", "read_metrics", "seed_keys", "default_chunk_updates", "read_meta"]
