@@ -1,0 +1,296 @@
+"""Render an episode of grid-world or particle-spread as an animated GIF and a PNG strip.
+
+    policy, carry = random_policy(env.spec)            # or learner_policy(learner, state)
+    rollout = jax.jit(lambda key: episode_positions(env, params, policy, carry, key, steps))
+    episode = rollout(jax.random.PRNGKey(0))            # positions per step, in jit
+    frames = draw_frames(env, episode, params)          # (H, W, 3) uint8 images, Pillow
+    paths = write_episode(frames, "runs/render")        # episode.gif, episode_strip.png
+
+The rollout is pure and runs in one `lax.scan`; it steps the env without auto-reset
+(`env.transition` plus the time limit) and freezes the state once the episode ends,
+so frame t shows the state after t steps of the first episode (frame 0: the reset).
+Drawing happens on the host with Pillow (pulled in by matplotlib; imported lazily).
+
+Grid-world: agent i is a disc of colour `AGENT_COLOURS[i]` in its cell; its goal is
+its cell filled with the lighter `goal_colour(i)`. Particle-spread: agents are discs
+of radius `agent_size`, landmarks small dark discs, in a square view of the plane
+centred on the origin that contains every position of the episode.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxmarl_lab.testing import random_actions
+from jaxmarl_lab.types import EnvSpec, TimeStep
+
+RENDERABLE = ("grid-world", "particle-spread")
+AGENT_COLOURS = ((31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
+                 (140, 86, 75), (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207))
+LANDMARK_COLOUR = (64, 64, 64)
+LANDMARK_RADIUS = 0.05  # mpe2's landmark size in simple_spread
+BACKGROUND = (255, 255, 255)
+GRID_LINE = (200, 200, 200)
+TEXT = (0, 0, 0)
+CELL_PX = 40  # grid-world cell size
+PLANE_PX = 320  # particle-spread view size
+HEADER_PX = 16  # text band above the arena
+
+Policy = Callable[[jax.Array, TimeStep, Any], tuple[jax.Array, Any]]
+
+
+class Episode(NamedTuple):
+    """Positions of one rendered episode; frame 0 is the reset state."""
+
+    agents: jax.Array  # (T+1, N, 2) float32, grid-world (row, col), particle-spread (x, y)
+    targets: jax.Array  # (T+1, L, 2) float32, goals (grid-world, L = N) or landmarks
+    reward: jax.Array  # (T+1, N) float32, reward of the step into the frame (0 at frame 0 and after the end)
+    ended: jax.Array  # (T+1,) bool, the episode ended at or before this frame
+
+
+def agent_colour(i: int) -> tuple[int, int, int]:
+    return AGENT_COLOURS[i % len(AGENT_COLOURS)]
+
+
+def goal_colour(i: int) -> tuple[int, int, int]:
+    """Agent i's colour mixed halfway with white."""
+    return tuple((c + 255) // 2 for c in agent_colour(i))
+
+
+def check_renderable(env: Any) -> None:
+    """Raises a ValueError unless `env` is a grid-world or particle-spread environment."""
+    name = getattr(getattr(env, "spec", None), "name", type(env).__name__)
+    if name not in RENDERABLE:
+        raise ValueError(f"cannot render {name!r}: rendering supports {', '.join(RENDERABLE)}")
+
+
+def positions(env: Any, state: Any) -> tuple[jax.Array, jax.Array]:
+    """`(agents (N, 2), targets (L, 2))` float32 positions of one environment's state."""
+    check_renderable(env)
+    if env.spec.name == "grid-world":
+        return state.pos.astype(jnp.float32), state.goals.astype(jnp.float32)
+    return state.agent_pos.T, state.landmark_pos.T
+
+
+def random_policy(spec: EnvSpec) -> tuple[Policy, jax.Array]:
+    """Uniformly random available actions: `(policy(key, timestep, carry), carry)`."""
+    def policy(key, timestep, carry):
+        return random_actions(key, spec, timestep.avail_actions), carry
+
+    return policy, jnp.zeros(())
+
+
+def learner_policy(learner: Any, learner_state: Any) -> tuple[Policy, jax.Array]:
+    """A learner's greedy policy: `(policy(key, timestep, carry), initial carry)`."""
+    def policy(key, timestep, carry):
+        return learner.act(key, learner_state, timestep, carry, False)
+
+    return policy, learner.initial_carry()
+
+
+def episode_positions(env: Any, env_params: Any, policy: Policy, carry: Any, key: jax.Array,
+                      steps: int) -> Episode:
+    """Runs the first episode for at most `steps` steps and records positions per frame.
+
+    Pure (jit it with `env`, `policy` and `steps` closed over).
+
+    Args:
+        env: a grid-world or particle-spread environment.
+        env_params: its params.
+        policy: `policy(key, timestep, carry) -> (actions, carry)` for one environment.
+        carry: the policy's initial recurrent state.
+        key: randomness of the reset, the policy and the env.
+        steps: frames after the reset (`Episode` holds `steps + 1`).
+    """
+    check_renderable(env)
+    key_reset, key = jax.random.split(key)
+    state, timestep = env.reset(key_reset, env_params)
+
+    def body(loop, key):
+        state, timestep, carry, ended = loop
+        key_act, key_env = jax.random.split(key)
+        actions, carry = policy(key_act, timestep, carry)
+        next_state, reward, terminated = env.transition(key_env, state, actions, env_params)
+        truncated = (next_state.step >= env.time_limit(env_params)) & ~terminated
+        obs, gstate = env.observe(next_state, env_params), env.global_state(next_state, env_params)
+        next_ts = TimeStep(obs, gstate, reward.astype(jnp.float32), terminated, truncated,
+                           env.avail_actions(next_state, env_params), obs, gstate)
+        keep = lambda old, new: jax.tree.map(lambda a, b: jnp.where(ended, a, b), old, new)
+        state, timestep = keep(state, next_state), keep(timestep, next_ts)
+        reward = jnp.where(ended, 0.0, next_ts.reward)
+        ended = ended | terminated | truncated
+        agents, targets = positions(env, state)
+        return (state, timestep, carry, ended), (agents, targets, reward, ended)
+
+    first = positions(env, state)
+    loop = (state, timestep, carry, jnp.zeros((), bool))
+    _, (agents, targets, reward, ended) = jax.lax.scan(body, loop, jax.random.split(key, steps))
+    n = env.spec.num_agents
+    stack = lambda x0, xs: jnp.concatenate([x0[None], xs])
+    return Episode(stack(first[0], agents), stack(first[1], targets),
+                   stack(jnp.zeros((n,), jnp.float32), reward), stack(jnp.zeros((), bool), ended))
+
+
+def episode_length(episode: Episode) -> int:
+    """Steps of the first episode (the frame at which it ended), or all steps if it did not end."""
+    ended = np.asarray(episode.ended)
+    return int(np.argmax(ended)) if ended.any() else len(ended) - 1
+
+
+def trim(episode: Episode) -> Episode:
+    """Drops the frozen frames after the episode's end (host-side NumPy)."""
+    length = episode_length(episode)
+    return Episode(*(np.asarray(x)[:length + 1] for x in episode))
+
+
+# ----- drawing (host side, Pillow) -------------------------------------------------------
+def grid_cell_centre(row: float, col: float) -> tuple[int, int]:
+    """Pixel `(x, y)` of the centre of grid cell `(row, col)` in a grid-world frame."""
+    return int(col * CELL_PX + CELL_PX // 2), int(HEADER_PX + row * CELL_PX + CELL_PX // 2)
+
+
+def plane_extent(episode: Episode) -> float:
+    """Half-width of the particle-spread view: all positions of the episode, plus a margin."""
+    reach = max(float(np.abs(np.asarray(episode.agents)).max()), float(np.abs(np.asarray(episode.targets)).max()))
+    return max(1.0, reach) + 0.25
+
+
+def plane_to_pixel(x: float, y: float, extent: float) -> tuple[float, float]:
+    """Pixel `(px, py)` of plane point `(x, y)` in a particle-spread frame (y points up)."""
+    scale = PLANE_PX / (2.0 * extent)
+    return (x + extent) * scale, HEADER_PX + (extent - y) * scale
+
+
+def _draw_grid(draw: Any, height: int, width: int, agents: np.ndarray, goals: np.ndarray) -> None:
+    for r in range(height + 1):
+        draw.line([(0, HEADER_PX + r * CELL_PX), (width * CELL_PX, HEADER_PX + r * CELL_PX)], fill=GRID_LINE)
+    for c in range(width + 1):
+        draw.line([(c * CELL_PX, HEADER_PX), (c * CELL_PX, HEADER_PX + height * CELL_PX)], fill=GRID_LINE)
+    for i, (row, col) in enumerate(goals):
+        x0, y0 = col * CELL_PX + 2, HEADER_PX + row * CELL_PX + 2
+        draw.rectangle([x0, y0, x0 + CELL_PX - 4, y0 + CELL_PX - 4], fill=goal_colour(i))
+    radius = 0.35 * CELL_PX
+    for i, (row, col) in enumerate(agents):
+        x, y = grid_cell_centre(row, col)
+        draw.ellipse([x - radius, y - radius, x + radius, y + radius], fill=agent_colour(i))
+
+
+def _draw_plane(draw: Any, agents: np.ndarray, landmarks: np.ndarray, agent_size: float, extent: float) -> None:
+    scale = PLANE_PX / (2.0 * extent)
+    lm_radius = max(LANDMARK_RADIUS * scale, 3.0)
+    for x, y in landmarks:
+        px, py = plane_to_pixel(x, y, extent)
+        draw.ellipse([px - lm_radius, py - lm_radius, px + lm_radius, py + lm_radius], fill=LANDMARK_COLOUR)
+    radius = agent_size * scale
+    for i, (x, y) in enumerate(agents):
+        px, py = plane_to_pixel(x, y, extent)
+        draw.ellipse([px - radius, py - radius, px + radius, py + radius], fill=agent_colour(i))
+
+
+def _frame(env: Any, env_params: Any, agents: np.ndarray, targets: np.ndarray, title: str,
+           extent: float) -> np.ndarray:
+    from PIL import Image, ImageDraw
+
+    if env.spec.name == "grid-world":
+        size = (env.width * CELL_PX + 1, HEADER_PX + env.height * CELL_PX + 1)
+    else:
+        size = (PLANE_PX, HEADER_PX + PLANE_PX)
+    image = Image.new("RGB", size, BACKGROUND)
+    draw = ImageDraw.Draw(image)
+    if env.spec.name == "grid-world":
+        _draw_grid(draw, env.height, env.width, agents.astype(int), targets.astype(int))
+    else:
+        _draw_plane(draw, agents, targets, float(env_params.agent_size), extent)
+    draw.rectangle([0, 0, size[0], HEADER_PX - 1], fill=BACKGROUND)
+    draw.text((2, 2), title, fill=TEXT)
+    return np.asarray(image)
+
+
+def draw_frames(env: Any, episode: Episode, env_params: Any) -> list[np.ndarray]:
+    """One `(H, W, 3)` uint8 image per frame of `episode` (trimmed at its end).
+
+    Each frame's header reads `step t/T  return R`, R the per-agent mean reward summed
+    so far (this also keeps consecutive GIF frames distinct).
+    """
+    check_renderable(env)
+    episode = trim(episode)
+    returns = np.cumsum(np.asarray(episode.reward).mean(axis=-1))
+    extent = plane_extent(episode)
+    last = len(returns) - 1
+    return [_frame(env, env_params, np.asarray(episode.agents[t]), np.asarray(episode.targets[t]),
+                   f"step {t}/{last}  return {returns[t]:.2f}", extent) for t in range(last + 1)]
+
+
+def render_state(env: Any, state: Any, env_params: Any) -> np.ndarray:
+    """One `(H, W, 3)` uint8 image of a single environment's state (e.g. for PettingZoo)."""
+    agents, targets = (np.asarray(x) for x in positions(env, state))
+    episode = Episode(agents[None], targets[None], np.zeros((1, env.spec.num_agents)), np.zeros((1,), bool))
+    return _frame(env, env_params, agents, targets, f"step {int(state.step)}", plane_extent(episode))
+
+
+def strip_indices(num_frames: int, max_frames: int) -> list[int]:
+    """All frames if at most `max_frames`, else `max_frames` evenly spaced ones incl. first and last."""
+    if num_frames <= max_frames:
+        return list(range(num_frames))
+    if max_frames == 1:
+        return [num_frames - 1]
+    return sorted({int(round(i)) for i in np.linspace(0, num_frames - 1, max_frames)})
+
+
+def write_episode(frames: list[np.ndarray], out_dir: str, fps: int = 4, strip_frames: int = 10) -> dict:
+    """Writes `episode.gif` (every frame, looping) and `episode_strip.png` (frames side by side).
+
+    Returns:
+        `{"gif": path, "strip": path, "strip_indices": [...]}`.
+    """
+    from PIL import Image
+
+    if not frames:
+        raise ValueError("frames must hold at least one image")
+    os.makedirs(out_dir, exist_ok=True)
+    images = [Image.fromarray(f) for f in frames]
+    gif = os.path.join(out_dir, "episode.gif")
+    images[0].save(gif, save_all=True, append_images=images[1:], duration=max(1, 1000 // fps), loop=0)
+    chosen = strip_indices(len(images), strip_frames)
+    gap = 4
+    width = sum(images[i].width for i in chosen) + gap * (len(chosen) - 1)
+    strip = Image.new("RGB", (width, max(images[i].height for i in chosen)), (160, 160, 160))
+    x = 0
+    for i in chosen:
+        strip.paste(images[i], (x, 0))
+        x += images[i].width + gap
+    strip_path = os.path.join(out_dir, "episode_strip.png")
+    strip.save(strip_path)
+    return {"gif": gif, "strip": strip_path, "strip_indices": chosen}
+
+
+def render_episode(env: Any, env_params: Any, policy: Policy, carry: Any, key: jax.Array, steps: int,
+                   out_dir: str, fps: int = 4, strip_frames: int = 10) -> dict:
+    """Rolls out one episode in jit, draws it and writes the GIF and the strip.
+
+    Returns:
+        `write_episode`'s dict plus `length` (steps shown), `ended` (the episode ended
+        within `steps`), `return` (per-agent mean reward summed) and `frames`.
+
+    Raises:
+        ValueError: for an env that cannot be rendered or `steps`/`fps`/`strip_frames` < 1.
+    """
+    from jaxmarl_lab.envs.core import check_positive_int
+
+    check_renderable(env)
+    steps = check_positive_int("steps", steps)
+    fps = check_positive_int("fps", fps)
+    strip_frames = check_positive_int("strip_frames", strip_frames)
+    rollout = jax.jit(lambda k: episode_positions(env, env_params, policy, carry, k, steps))
+    episode = jax.device_get(rollout(key))
+    frames = draw_frames(env, episode, env_params)
+    result = write_episode(frames, out_dir, fps, strip_frames)
+    trimmed = trim(episode)
+    result.update(length=len(frames) - 1, ended=bool(np.asarray(episode.ended).any()),
+                  frames=len(frames), **{"return": float(np.asarray(trimmed.reward).mean(axis=-1).sum())})
+    return result
