@@ -192,7 +192,7 @@ def build(run: RunConfig) -> Built:
         unknown = set(run.env_params) - set(valid)
         if unknown:
             raise ValueError(f"unknown env_params fields {sorted(unknown)} for {run.env!r}; valid: {valid}")
-        params = params.replace(**run.env_params)
+        params = env.default_params(**run.env_params)  # validated and converted to arrays
     learner_config = _dataclass_from(entry.config_cls, {**entry.config_defaults, **run.config},
                                      entry.config_cls.__name__)
     learner = entry.make(env.spec, learner_config)

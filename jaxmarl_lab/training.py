@@ -94,8 +94,14 @@ def make_training(run: RunConfig, built: Built | None = None) -> Training:
 
 
 def default_chunk_updates(num_iterations: int) -> int:
-    """About 20 chunks per run (so 20 checkpoints and progress lines)."""
-    return max(1, math.ceil(num_iterations / 20))
+    """About 20 chunks per run (20 checkpoints and progress lines).
+
+    A divisor of `num_iterations` between n/40 and n/10 when one exists, so that no
+    shorter last chunk needs a second compilation.
+    """
+    n = num_iterations
+    divisors = [d for d in range(max(1, n // 40), n // 10 + 1) if n % d == 0]
+    return min(divisors, key=lambda d: abs(d - n / 20)) if divisors else max(1, math.ceil(n / 20))
 
 
 def train_run(run: RunConfig, run_dir: str, *, chunk_updates: int | None = None, overwrite: bool = False,
@@ -207,6 +213,7 @@ def _loop(training: Training, state: RunnerState, done: int, k: int, run_dir: st
     meta = {"run": run.to_dict(), "config_hash": config_hash(run.to_dict()), "num_iterations": n,
             "chunk_updates": k}
     last_return: list = [None] * run.num_seeds
+    compiled: set = set()
     while done < n:
         length = min(k, n - done)
         tick = time.perf_counter()
@@ -231,7 +238,8 @@ def _loop(training: Training, state: RunnerState, done: int, k: int, run_dir: st
                            for v in np.nanmean(np.asarray(metrics["episode_return"], np.float64), axis=0)]
         if progress:
             _print_progress(stream or sys.stderr, done, n, per_iter, last_return, length * per_iter
-                            * run.num_seeds / seconds)
+                            * run.num_seeds / seconds, length not in compiled)
+        compiled.add(length)
     return state, done, last_return
 
 
@@ -275,15 +283,17 @@ def _truncate_metrics(path: str, iteration: int) -> None:
     os.replace(tmp, path)
 
 
-def _print_progress(stream: TextIO, done: int, n: int, per_iter: int, returns: list, rate: float) -> None:
+def _print_progress(stream: TextIO, done: int, n: int, per_iter: int, returns: list, rate: float,
+                    compiling: bool) -> None:
     width = 24
     filled = int(width * done / n)
     finite = [r for r in returns if r is not None]
     ret = f"{np.mean(finite):.3f}" if finite else "n/a"
-    left = (n - done) * per_iter * len(returns) / rate if rate > 0 else float("nan")
+    left = (n - done) * per_iter * len(returns) / rate if rate > 0 and not compiling else float("nan")
     eta = time.strftime("%H:%M:%S", time.gmtime(left)) if math.isfinite(left) else "?"
+    speed = "compiled" if compiling else f"{rate:,.0f} steps/s"
     line = (f"[{'#' * filled}{'.' * (width - filled)}] {done * per_iter:,}/{n * per_iter:,} steps | "
-            f"return {ret} | {rate:,.0f} steps/s | left {eta}")
+            f"return {ret} | {speed} | left {eta}")
     end = "\r" if stream.isatty() and done < n else "\n"
     print(line, end=end, file=stream, flush=True)
 
