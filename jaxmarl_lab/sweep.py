@@ -1,0 +1,592 @@
+"""Hyperparameter sweeps as one program: points x seeds under vmap, sharded over devices and hosts.
+
+    spec = load_sweep("sweep.json")            # a RunConfig's keys plus `search`, `mode`, ...
+    result = run_sweep(spec, "runs/sweep")     # results.{csv,json}, ranking.csv, best_config.json, sweep.png
+
+A sweep file (JSON or TOML) holds the keys of `config.RunConfig` (the base run; each point
+is trained with `num_seeds` seeds) and:
+
+  search       {name: values}. A name is a field of the learner's HParams (traced: all its
+               values run in the same compiled program), of its Config or of RunnerConfig
+               (shape-setting: each distinct combination is a *group*, compiled once).
+               "config.hidden_dim" names the section explicitly. Values are a list
+               (explicit values) or one of {"uniform": [lo, hi]}, {"log_uniform": [lo, hi]},
+               {"int_uniform": [lo, hi]} (inclusive), with "num": n for a grid (evenly,
+               geometrically, or evenly rounded spaced).
+  mode         "grid" (Cartesian product, default) or "random": `num_samples` points, each
+               name drawn independently (lists uniformly, ranges from their distribution).
+  num_samples  the points of a random sweep.
+  sample_seed  NumPy seed of the random draws (default 0).
+
+Keys: member (point p, seed s) trains with `jax.random.PRNGKey(seed + s)`, so it is exactly
+`make_train(...)(jax.random.PRNGKey(seed + s), hparams_p)` (and seed s is shared by all
+points: common random numbers). The members of a group are flattened to one axis
+`(p, s) -> p * num_seeds + s`, i.e. `vmap(vmap(train))` with the two axes merged, split over
+`jax.devices()` (all processes' devices after `init_distributed`) with `shard_map` on a 1-d
+`Mesh`; each device runs `per_device` members per chunk through one compiled program, the
+last chunk padded with copies whose results are dropped. Results are gathered to every
+process and written by process 0 after each chunk, so an interrupted sweep resumes where it
+stopped (see `sweep_report.load_partial`). With the same `per_device`, results do not depend
+on the number of devices or processes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import itertools
+import json
+import math
+import os
+import socket
+import sys
+import time
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxmarl_lab import sweep_report
+from jaxmarl_lab.config import LEARNERS, Built, RunConfig, build, learner_names
+from jaxmarl_lab.runner import RunnerConfig, make_runner, make_train
+
+SWEEP_KEYS = ("search", "mode", "num_samples", "sample_seed")
+SECTIONS = ("hparams", "config", "runner")
+DISTRIBUTIONS = ("uniform", "log_uniform", "int_uniform")
+AXIS = "members"
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepSpec:
+    """A base run and a search space; validated on construction (names and values in `parse_search`)."""
+
+    base: RunConfig
+    search: dict  # {name: list of values | {distribution: [lo, hi], "num": n}}
+    mode: str = "grid"  # "grid" or "random"
+    num_samples: int | None = None  # points of a random sweep
+    sample_seed: int = 0  # NumPy seed of the random draws
+
+    def __post_init__(self):
+        if not isinstance(self.search, dict) or not self.search:
+            raise ValueError(f"sweep 'search' is empty: it must name at least one hyperparameter with its "
+                             f"values, e.g. {{\"lr\": [1e-3, 3e-3]}}; got {self.search!r}")
+        if self.mode not in ("grid", "random"):
+            raise ValueError(f"sweep 'mode' must be 'grid' or 'random', got {self.mode!r}")
+        if self.mode == "random" and (not _is_int(self.num_samples) or self.num_samples < 1):
+            raise ValueError(f"sweep 'num_samples' must be an integer >= 1 for mode 'random', "
+                             f"got {self.num_samples!r}")
+        if self.mode == "grid" and self.num_samples is not None:
+            raise ValueError(f"sweep 'num_samples' ({self.num_samples!r}) is only for mode 'random'")
+        if not _is_int(self.sample_seed):
+            raise ValueError(f"sweep 'sample_seed' must be an integer, got {self.sample_seed!r}")
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "SweepSpec":
+        """Splits a sweep file's keys into the base RunConfig and the search; unknown keys are refused."""
+        valid = [f.name for f in dataclasses.fields(RunConfig)] + list(SWEEP_KEYS)
+        unknown = set(values) - set(valid)
+        if unknown:
+            raise ValueError(f"unknown sweep keys {sorted(unknown)}; valid: {valid}")
+        values = dict(values)
+        sweep = {k: values.pop(k) for k in SWEEP_KEYS if k in values}
+        sweep.setdefault("search", {})
+        return cls(base=RunConfig.from_dict(values), **sweep)
+
+    def to_dict(self) -> dict:
+        return {**self.base.to_dict(), "search": self.search, "mode": self.mode,
+                "num_samples": self.num_samples, "sample_seed": self.sample_seed}
+
+    def fingerprint(self) -> str:
+        """A hash of the sweep's content, to match partial results with the sweep that wrote them."""
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
+
+
+def load_sweep(path: str) -> SweepSpec:
+    """Reads a `.json` or `.toml` sweep file. Raises ValueError naming the file on bad content."""
+    try:
+        if path.endswith(".toml"):
+            import tomllib
+            with open(path, "rb") as f:
+                values = tomllib.load(f)
+        else:
+            with open(path) as f:
+                values = json.load(f)
+    except FileNotFoundError:
+        raise ValueError(f"sweep file {path!r} does not exist") from None
+    except ValueError as e:  # JSONDecodeError and TOMLDecodeError
+        raise ValueError(f"sweep file {path!r} is not valid {'TOML' if path.endswith('.toml') else 'JSON'}: "
+                         f"{e}") from None
+    if not isinstance(values, dict):
+        raise ValueError(f"sweep file {path!r} must hold an object/table at the top level")
+    return SweepSpec.from_dict(values)
+
+
+def _is_int(x) -> bool:
+    return isinstance(x, (int, np.integer)) and not isinstance(x, bool)
+
+
+def _is_number(x) -> bool:
+    return isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, bool)
+
+
+class Dimension(NamedTuple):
+    """One searched name."""
+
+    key: str  # the name as written in `search` (the column name of the results)
+    section: str  # "hparams", "config" or "runner"
+    field: str  # the field within the section
+    values: tuple | None  # explicit values, or None for a distribution
+    distribution: str | None  # "uniform", "log_uniform" or "int_uniform"
+    low: float | None
+    high: float | None
+    num: int | None  # grid points of a distribution
+
+
+def _section_fields(learner: str) -> dict[str, list[str]]:
+    entry = LEARNERS[learner]
+    return {"hparams": list(entry.hparams_cls._fields),
+            "config": [f.name for f in dataclasses.fields(entry.config_cls)],
+            "runner": [f.name for f in dataclasses.fields(RunnerConfig)]}
+
+
+def _resolve(key: str, fields: dict[str, list[str]], learner: str) -> tuple[str, str]:
+    section, _, field = key.rpartition(".")
+    sections = [section] if section else [s for s in SECTIONS if field in fields[s]]
+    if not sections or sections[0] not in SECTIONS or field not in fields[sections[0]]:
+        listing = "; ".join(f"{s}: {', '.join(fields[s])}" for s in SECTIONS)
+        raise ValueError(f"search name {key!r} is not a hyperparameter, config or runner field of learner "
+                         f"{learner!r}; valid names ({listing})")
+    if len(sections) > 1:
+        raise ValueError(f"search name {key!r} is ambiguous ({' and '.join(sections)}); write "
+                         f"{' or '.join(s + '.' + field for s in sections)}")
+    return sections[0], field
+
+
+def _parse_dimension(key: str, section: str, field: str, raw: Any, mode: str) -> Dimension:
+    if isinstance(raw, (list, tuple)):
+        if not raw:
+            raise ValueError(f"search {key!r} has an empty list of values")
+        if section == "hparams" and not all(_is_number(v) for v in raw):
+            raise ValueError(f"search {key!r} values must be numbers, got {list(raw)!r}")
+        return Dimension(key, section, field, tuple(raw), None, None, None, None)
+    if not isinstance(raw, dict):
+        raise ValueError(f"search {key!r} must be a list of values or one of {{{', '.join(DISTRIBUTIONS)}: "
+                         f"[low, high]}}, got {raw!r}")
+    dists = [d for d in DISTRIBUTIONS if d in raw]
+    extra = set(raw) - set(DISTRIBUTIONS) - {"num"}
+    if len(dists) != 1 or extra:
+        raise ValueError(f"search {key!r} must hold exactly one of {list(DISTRIBUTIONS)} (and optionally "
+                         f"'num'), got {raw!r}")
+    dist, bounds = dists[0], raw[dists[0]]
+    if not (isinstance(bounds, (list, tuple)) and len(bounds) == 2 and all(_is_number(b) for b in bounds)
+            and bounds[0] <= bounds[1]):
+        raise ValueError(f"search {key!r}: {dist} needs [low, high] numbers with low <= high, got {bounds!r}")
+    if dist == "log_uniform" and bounds[0] <= 0:
+        raise ValueError(f"search {key!r}: log_uniform needs low > 0, got {bounds!r}")
+    if dist == "int_uniform" and not all(_is_int(b) for b in bounds):
+        raise ValueError(f"search {key!r}: int_uniform needs integer bounds, got {bounds!r}")
+    num = raw.get("num")
+    if mode == "grid" and (not _is_int(num) or num < 1):
+        raise ValueError(f"search {key!r}: a grid needs 'num' >= 1 points of the {dist} range, got {num!r}")
+    return Dimension(key, section, field, None, dist, bounds[0], bounds[1], num)
+
+
+def parse_search(spec: SweepSpec) -> list[Dimension]:
+    """The searched dimensions, with names resolved against the learner and bounds range-checked.
+
+    Raises:
+        ValueError: an unknown learner or name (listing the valid ones), a malformed value
+            spec, or a range whose bounds fall outside the hyperparameter's valid range.
+    """
+    if spec.base.learner not in LEARNERS:
+        raise ValueError(f"unknown learner {spec.base.learner!r}; valid names: {', '.join(learner_names())}")
+    fields = _section_fields(spec.base.learner)
+    dims = [_parse_dimension(key, *_resolve(key, fields, spec.base.learner), raw, spec.mode)
+            for key, raw in spec.search.items()]
+    seen = [(d.section, d.field) for d in dims]
+    if len(set(seen)) != len(seen):
+        raise ValueError(f"search names {list(spec.search)} name the same field twice")
+    create = LEARNERS[spec.base.learner].hparams_cls.create
+    for d in dims:
+        if d.section == "hparams" and d.distribution:
+            for bound in (d.low, d.high):
+                try:
+                    create(**{**spec.base.hparams, d.field: bound})
+                except ValueError as e:
+                    raise ValueError(f"search {d.key!r} range [{d.low}, {d.high}]: {e}") from None
+    return dims
+
+
+def _python(x):
+    return x.item() if isinstance(x, np.generic) else x
+
+
+def grid_values(dim: Dimension) -> list:
+    """The values of a dimension in a grid."""
+    if dim.values is not None:
+        return list(dim.values)
+    if dim.distribution == "log_uniform":
+        values = np.geomspace(dim.low, dim.high, dim.num)
+    else:
+        values = np.linspace(dim.low, dim.high, dim.num)
+    if dim.distribution == "int_uniform":
+        values = sorted(set(np.rint(values).astype(int).tolist()))
+    return [_python(v) for v in values]
+
+
+def sample_value(dim: Dimension, rng: np.random.Generator):
+    """One random draw of a dimension."""
+    if dim.values is not None:
+        return dim.values[int(rng.integers(len(dim.values)))]
+    if dim.distribution == "int_uniform":
+        return int(rng.integers(dim.low, dim.high + 1))
+    if dim.distribution == "log_uniform":
+        return float(np.exp(rng.uniform(math.log(dim.low), math.log(dim.high))))
+    return float(rng.uniform(dim.low, dim.high))
+
+
+def expand_points(spec: SweepSpec, dims: list[Dimension]) -> list[dict]:
+    """Every point of the sweep, `{search key: value}`, in a fixed order."""
+    if spec.mode == "grid":
+        return [dict(zip([d.key for d in dims], combo)) for combo in itertools.product(*map(grid_values, dims))]
+    rng = np.random.default_rng(spec.sample_seed)
+    return [{d.key: sample_value(d, rng) for d in dims} for _ in range(spec.num_samples)]
+
+
+def point_run_config(spec: SweepSpec, dims: list[Dimension], point: dict) -> RunConfig:
+    """The RunConfig that trains one point (what `best_config.json` holds)."""
+    sections = {s: dict(getattr(spec.base, s)) for s in SECTIONS}
+    for d in dims:
+        sections[d.section][d.field] = point[d.key]
+    return dataclasses.replace(spec.base, **sections)
+
+
+class Group(NamedTuple):
+    """Points that share shapes: one compiled program."""
+
+    overrides: dict  # {search key: value} of the group's config / runner names
+    run: RunConfig  # the group's run (its first point), for the compile cache
+    built: Built  # env, learner, runner config of the group, validated
+    points: list  # global point indices, P_g of them
+    hparams: Any  # the learner's HParams of float32 NumPy arrays (P_g,)
+
+
+def make_groups(spec: SweepSpec, dims: list[Dimension], points: list[dict]) -> list[Group]:
+    """Validates every point before tracing and groups them by their shape-setting values.
+
+    Raises:
+        ValueError: naming the group or point and the bad value.
+    """
+    shape_keys = [d.key for d in dims if d.section != "hparams"]
+    by_group: dict[str, list[int]] = {}
+    for i, point in enumerate(points):
+        by_group.setdefault(json.dumps([point[k] for k in shape_keys]), []).append(i)
+    hparams_cls = LEARNERS[spec.base.learner].hparams_cls
+    groups = []
+    for members in by_group.values():
+        overrides = {k: points[members[0]][k] for k in shape_keys}
+        run = point_run_config(spec, dims, points[members[0]])
+        try:
+            built = build(run)
+        except ValueError as e:
+            raise ValueError(f"sweep group {overrides or '(base)'}: {e}") from None
+        stack = []
+        for i in members:
+            try:
+                stack.append(hparams_cls.create(**point_run_config(spec, dims, points[i]).hparams))
+            except ValueError as e:
+                raise ValueError(f"search point {i} {points[i]}: {e}") from None
+        hparams = hparams_cls(*(np.asarray(column, np.float32) for column in zip(*stack)))
+        groups.append(Group(overrides, run, built, members, hparams))
+    return groups
+
+
+def seed_keys(seed: int, num_seeds: int) -> np.ndarray:
+    """`(K, 2) uint32`: `jax.random.PRNGKey(seed + s)` for s < K."""
+    return np.stack([np.asarray(jax.random.PRNGKey(seed + s)) for s in range(num_seeds)])
+
+
+def summarize_metrics(metrics: dict, num_iterations: int) -> dict:
+    """Per-iteration metrics `(I,)` -> scalars: final (mean of the last tenth of iterations), mean.
+
+    `final_return` / `mean_return`: NaN-mean of `episode_return` over the last
+    `max(1, I // 10)` iterations / over all; `episodes` (sum), `env_steps` (last), and
+    `final_<metric>` of every other metric.
+    """
+    tail = max(1, num_iterations // 10)
+    out = {"final_return": jnp.nanmean(metrics["episode_return"][-tail:]),
+           "mean_return": jnp.nanmean(metrics["episode_return"]),
+           "episodes": jnp.sum(metrics["episodes"]), "env_steps": metrics["env_steps"][-1]}
+    for name, value in metrics.items():
+        if name not in ("episode_return", "episodes", "env_steps"):
+            out[f"final_{name}"] = jnp.nanmean(value[-tail:])
+    return out
+
+
+def make_member_fn(built: Built) -> Callable:
+    """`member(key, hparams) -> dict of scalars`: one training run, summarized (pure; not jitted)."""
+    train = make_train(built.env, built.learner, built.runner, built.env_params)
+
+    def member(key: jax.Array, hparams: Any) -> dict:
+        _, metrics = train(key, hparams)
+        return summarize_metrics(metrics, built.runner.num_iterations)
+
+    return member
+
+
+def make_program(built: Built, mesh: jax.sharding.Mesh) -> Callable:
+    """`(keys (C, 2), hparams (C,)) -> summaries (C,)`, the members split over `mesh` (jitted here
+    because it is the sweep's driver, not a library function)."""
+    spec = jax.sharding.PartitionSpec(AXIS)
+    body = jax.vmap(make_member_fn(built))
+    return jax.jit(jax.shard_map(body, mesh=mesh, in_specs=(spec, spec), out_specs=spec, check_vma=False))
+
+
+_COMPILED: dict = {}  # (group run, chunk, devices) -> compiled program, so resuming in-process does not recompile
+
+
+def compiled_program(group: Group, chunk: int, mesh: jax.sharding.Mesh):
+    """The compiled `make_program` of a group for `chunk` members, cached by shape-setting content."""
+    run = dataclasses.replace(group.run, hparams={}, seed=0, num_seeds=1).to_dict()
+    key = (json.dumps(run, sort_keys=True), chunk, tuple(d.id for d in mesh.devices.flat), jax.process_count())
+    if key not in _COMPILED:
+        sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(AXIS))
+        args = (jax.ShapeDtypeStruct((chunk, 2), jnp.uint32, sharding=sharding),
+                type(group.hparams)(*(jax.ShapeDtypeStruct((chunk,), jnp.float32, sharding=sharding)
+                                      for _ in group.hparams)))
+        if len(_COMPILED) >= 8:
+            _COMPILED.pop(next(iter(_COMPILED)))
+        _COMPILED[key] = make_program(group.built, mesh).lower(*args).compile()
+    return _COMPILED[key]
+
+
+def _tree_bytes(tree: Any) -> int:
+    return sum(math.prod(x.shape) * np.dtype(x.dtype).itemsize for x in jax.tree.leaves(tree))
+
+
+def member_bytes(built: Built) -> int:
+    """Estimated memory of one sweep member, from shapes alone (`jax.eval_shape`, nothing runs).
+
+    Twice the runner state (learner, optimizer, replay buffer, envs: the loop's carry in and
+    out) plus one iteration's rollout (`rollout_len` batched timesteps, twice: obs and next obs).
+    """
+    runner = make_runner(built.env, built.learner, built.runner, built.env_params)
+    key = jax.ShapeDtypeStruct((2,), jnp.uint32)
+    hparams = type(built.hparams)(*(jax.ShapeDtypeStruct((), jnp.float32) for _ in built.hparams))
+    state = jax.eval_shape(runner.init, key, hparams)
+    _, timestep = jax.eval_shape(lambda k: built.env.reset_batch(k, built.env_params, built.runner.num_envs), key)
+    return 2 * _tree_bytes(state) + 2 * built.runner.rollout_len * _tree_bytes(timestep)
+
+
+def device_budget(device: jax.Device, fraction: float = 0.5) -> int:
+    """Bytes a sweep may use on `device`: `fraction` of its free memory (accelerators report it);
+    on a CPU, `fraction` of physical memory shared by the local devices."""
+    try:
+        stats = device.memory_stats()
+    except Exception:  # some backends do not implement it
+        stats = None
+    if stats and "bytes_limit" in stats:
+        return int(fraction * (stats["bytes_limit"] - stats.get("bytes_in_use", 0)))
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return int(fraction * total / max(1, jax.local_device_count()))
+
+
+class ChunkPlan(NamedTuple):
+    per_device: int  # members each device trains per chunk
+    num_devices: int
+    member_bytes: int  # estimate of one member
+    budget_bytes: int  # per device
+
+    @property
+    def chunk(self) -> int:
+        return self.per_device * self.num_devices
+
+
+def plan_chunks(num_members: int, num_devices: int, one_member: int, budget: int,
+                chunk_size: int | None = None) -> ChunkPlan:
+    """Members per device per chunk: all of a device's share if it fits the budget (and
+    `chunk_size`, a per-device cap, allows), else as many as fit (at least one)."""
+    share = -(-num_members // num_devices)
+    fit = max(1, budget // max(1, one_member))
+    return ChunkPlan(min(share, fit, chunk_size or share), num_devices, one_member, budget)
+
+
+def check_coordinator(address: str, timeout: float) -> None:
+    """Waits until `address` ("host:port") accepts TCP connections.
+
+    Raises:
+        ValueError: malformed address, or nothing listening within `timeout` seconds.
+    """
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError(f"coordinator address must be HOST:PORT, got {address!r}")
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection((host, int(port)), timeout=1.0).close()
+            return
+        except OSError as e:
+            if time.monotonic() > deadline:
+                raise ValueError(f"coordinator {address} unreachable after {timeout:g} s ({e}); start process 0 "
+                                 f"first, or check the address and firewall") from None
+            time.sleep(0.2)
+
+
+def init_distributed(coordinator: str | None = None, num_processes: int | None = None,
+                     process_id: int | None = None, timeout: float = 60.0) -> bool:
+    """`jax.distributed.initialize` from options, else the environment variables
+    JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and JAX_PROCESS_ID. Call before any other JAX use.
+
+    Returns False (single process) when no coordinator is given. Processes other than 0 first
+    wait for the coordinator to listen, so an unreachable one is a clear error after
+    `timeout` seconds rather than an abort inside XLA.
+
+    Raises:
+        ValueError: missing or out-of-range process count / id, unreachable coordinator.
+    """
+    coordinator = coordinator or os.environ.get("JAX_COORDINATOR_ADDRESS")
+    if not coordinator:
+        return False
+    values = {}
+    for name, value in (("num_processes", num_processes), ("process_id", process_id)):
+        raw = value if value is not None else os.environ.get(f"JAX_{name.upper()}")
+        try:
+            values[name] = int(raw)
+        except (TypeError, ValueError):
+            raise ValueError(f"with a coordinator, {name} must be an integer (option or JAX_{name.upper()}), "
+                             f"got {raw!r}") from None
+    n, pid = values["num_processes"], values["process_id"]
+    if n < 1 or not 0 <= pid < n:
+        raise ValueError(f"need num_processes >= 1 and 0 <= process_id < num_processes, got {n} and {pid}")
+    if pid != 0:
+        check_coordinator(coordinator, timeout)
+    jax.distributed.initialize(coordinator, num_processes=n, process_id=pid,
+                               initialization_timeout=max(1, int(timeout)))
+    return True
+
+
+class SweepResult(NamedTuple):
+    rows: list  # one dict per finished (point, seed), sorted
+    ranking: list  # one dict per point with all seeds finished, best first (empty while incomplete)
+    paths: dict  # files written (process 0 only)
+    chunks_run: int  # chunks trained by this call
+    complete: bool  # every member has a row
+    compile_seconds: float  # lowering + compiling, all groups
+    run_seconds: float  # running the chunks, gathering and writing included
+
+
+def _global_array(host: np.ndarray, sharding) -> jax.Array:
+    return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
+
+
+def _gather(tree: Any) -> Any:
+    if jax.process_count() == 1:
+        return jax.tree.map(np.asarray, tree)
+    from jax.experimental import multihost_utils
+    return multihost_utils.process_allgather(tree, tiled=True)
+
+
+def _done_members(out_dir: str, spec: SweepSpec, overwrite: bool, num_points: int) -> tuple[list, np.ndarray]:
+    """Rows already written (process 0 reads them) and the `(P, K)` done mask every process agrees on."""
+    rows = [] if overwrite or jax.process_index() != 0 else sweep_report.load_partial(out_dir, spec.fingerprint())
+    done = np.zeros((num_points, spec.base.num_seeds), bool)
+    for row in rows:
+        done[row["point"], row["seed_index"]] = True
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+        done = np.asarray(multihost_utils.broadcast_one_to_all(done))
+    return rows, done
+
+
+def run_sweep(spec: SweepSpec, out_dir: str, *, chunk_size: int | None = None, memory_budget: int | None = None,
+              max_chunks: int | None = None, overwrite: bool = False, progress: bool | Callable = True,
+              devices: list | None = None) -> SweepResult:
+    """Trains every (point, seed) of `spec`, one compiled program per group, and writes the results.
+
+    Args:
+        spec: the sweep.
+        out_dir: folder of results.{json,csv} (rewritten after every chunk), and when complete
+            ranking.csv, best_config.json and sweep.png. Rows already there (of the same sweep)
+            are kept and their members skipped.
+        chunk_size: at most this many members per device per chunk.
+        memory_budget: bytes per device (default: half the free device memory, see `device_budget`).
+        max_chunks: stop after this many chunks (the rest runs on the next call).
+        overwrite: ignore rows already in `out_dir`.
+        progress: print a line per chunk to stderr (process 0), or a callable taking that line.
+        devices: the mesh's devices (default `jax.devices()`, every process's).
+
+    Raises:
+        ValueError: bad search space or values (before anything is traced).
+        FileExistsError: `out_dir` holds results of a different sweep and `overwrite` is False.
+    """
+    dims = parse_search(spec)
+    points = expand_points(spec, dims)
+    groups = make_groups(spec, dims, points)
+    devices = list(devices or jax.devices())
+    mesh = jax.sharding.Mesh(np.asarray(devices), (AXIS,))
+    sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(AXIS))
+    writer = jax.process_index() == 0
+    say = (progress if callable(progress) else (lambda line: print(line, file=sys.stderr, flush=True))) \
+        if progress and writer else (lambda line: None)
+    rows, done = _done_members(out_dir, spec, overwrite, len(points))
+    num_seeds, keys = spec.base.num_seeds, seed_keys(spec.base.seed, spec.base.num_seeds)
+    total, finished = done.size, int(done.sum())
+    if finished:
+        say(f"sweep: resuming, {finished}/{total} members already in {out_dir}")
+    chunks_run, compile_s, run_s, start = 0, 0.0, 0.0, time.perf_counter()
+    for g, group in enumerate(groups):
+        todo = [(i, s) for i, p in enumerate(group.points) for s in range(num_seeds) if not done[p, s]]
+        if not todo or (max_chunks is not None and chunks_run >= max_chunks):
+            continue
+        budget = memory_budget or device_budget(devices[0])
+        plan = plan_chunks(len(group.points) * num_seeds, len(devices), member_bytes(group.built), budget, chunk_size)
+        num_chunks = -(-len(todo) // plan.chunk)
+        label = f"group {g + 1}/{len(groups)} {group.overrides or ''}".rstrip()
+        say(f"sweep: {label}: {len(todo)} members on {len(devices)} device(s), {plan.per_device} per device per "
+            f"chunk, {num_chunks} chunk(s); ~{plan.member_bytes / 2**20:.1f} MiB per member, budget "
+            f"{plan.budget_bytes / 2**20:.0f} MiB per device" +
+            (" -- too large for one pass, running in chunks through one compiled program"
+             if plan.per_device * len(devices) < len(group.points) * num_seeds and chunk_size is None else ""))
+        tick = time.perf_counter()
+        program = compiled_program(group, plan.chunk, mesh)
+        compile_s += time.perf_counter() - tick
+        say(f"sweep: {label}: compiled in {time.perf_counter() - tick:.1f} s")
+        for c in range(num_chunks):
+            if max_chunks is not None and chunks_run >= max_chunks:
+                break
+            tick = time.perf_counter()
+            batch = todo[c * plan.chunk:(c + 1) * plan.chunk]
+            padded = batch + [batch[-1]] * (plan.chunk - len(batch))
+            local, seeds = np.asarray([m[0] for m in padded]), np.asarray([m[1] for m in padded])
+            hparams = type(group.hparams)(*(_global_array(np.asarray(x)[local], sharding) for x in group.hparams))
+            out = _gather(program(_global_array(keys[seeds], sharding), hparams))
+            for j, (i, s) in enumerate(batch):
+                point = group.points[i]
+                rows.append({"point": point, "seed_index": s, "seed": spec.base.seed + s, "group": g,
+                             **points[point], **{k: float(v[j]) for k, v in out.items()}})
+                done[point, s] = True
+            chunks_run += 1
+            finished += len(batch)
+            if writer:
+                sweep_report.write_partial(out_dir, spec, rows, complete=False)
+            run_s += time.perf_counter() - tick
+            rate = run_s / max(1, chunks_run)
+            say(f"sweep: {label}: chunk {c + 1}/{num_chunks} in {time.perf_counter() - tick:.1f} s; "
+                f"{finished}/{total} members done, {time.perf_counter() - start:.0f} s elapsed"
+                + (f", ~{rate * (total - finished) / max(1, len(batch)):.0f} s to go" if finished < total else ""))
+    rows.sort(key=lambda r: (r["point"], r["seed_index"]))
+    complete = bool(done.all())
+    ranking, paths = [], {}
+    if complete:
+        ranking = sweep_report.rank_points(rows, [d.key for d in dims])
+        best = point_run_config(spec, dims, points[ranking[0]["point"]]) if ranking else None
+        if writer:
+            paths = sweep_report.write_outputs(out_dir, spec, dims, rows, ranking, best,
+                                               {"compile_seconds": compile_s, "run_seconds": run_s,
+                                                "devices": len(devices), "processes": jax.process_count()})
+            say("sweep: wrote " + ", ".join(paths.values()))
+    elif writer:
+        paths = {"json": os.path.join(out_dir, "results.json"), "csv": os.path.join(out_dir, "results.csv")}
+        say(f"sweep: stopped after {chunks_run} chunk(s), {finished}/{total} members written; run again to resume")
+    return SweepResult(rows, ranking, paths, chunks_run, complete, compile_s, run_s)
