@@ -22,8 +22,11 @@ class Network(NamedTuple):
     apply: Callable[..., Any]
 
 
+ACTIVATIONS = {"relu": nn.relu, "tanh": nn.tanh}
+
+
 class AgentTorso(nn.Module):
-    """Dense -> ReLU -> (GRU cell | Dense -> ReLU) -> Dense head of `out_dim`.
+    """Dense -> act -> (GRU cell | Dense -> act) -> Dense head of `out_dim`; act is ReLU or tanh.
 
     `__call__(hidden (H,), x (I,)) -> (hidden (H,), out (out_dim,))`; an MLP passes its
     hidden state through unchanged.
@@ -33,21 +36,24 @@ class AgentTorso(nn.Module):
     out_dim: int
     recurrent: bool = False
     head_scale: float = 1.0
+    activation: str = "relu"  # "relu" or "tanh"
 
     @nn.compact
     def __call__(self, hidden: jax.Array, x: jax.Array) -> tuple[jax.Array, jax.Array]:
-        x = nn.relu(nn.Dense(self.hidden_dim)(x))
+        act = ACTIVATIONS[self.activation]
+        x = act(nn.Dense(self.hidden_dim)(x))
         if self.recurrent:
             hidden, x = nn.GRUCell(self.hidden_dim)(hidden, x)
         else:
-            x = nn.relu(nn.Dense(self.hidden_dim)(x))
+            x = act(nn.Dense(self.hidden_dim)(x))
         head = nn.Dense(self.out_dim, kernel_init=nn.initializers.variance_scaling(
             self.head_scale, "fan_avg", "uniform"))
         return hidden, head(x)
 
 
 def make_agent_network(num_agents: int, obs_dim: int, out_dim: int, hidden_dim: int,
-                       recurrent: bool, share_params: bool, head_scale: float = 1.0) -> Network:
+                       recurrent: bool, share_params: bool, head_scale: float = 1.0,
+                       activation: str = "relu") -> Network:
     """Per-agent network over one environment's agents.
 
     Returns:
@@ -55,7 +61,7 @@ def make_agent_network(num_agents: int, obs_dim: int, out_dim: int, hidden_dim: 
         `apply(params, hidden (N, H), obs (N, O), first ()) -> (hidden (N, H), out (N, out_dim))`,
         where `first` resets the recurrent state to zeros before the step (episode start).
     """
-    module = AgentTorso(hidden_dim, out_dim, recurrent, head_scale)
+    module = AgentTorso(hidden_dim, out_dim, recurrent, head_scale, activation)
     in_dim = obs_dim + (num_agents if share_params else 0)
     ids = jnp.eye(num_agents, dtype=jnp.float32)
 

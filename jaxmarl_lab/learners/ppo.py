@@ -54,10 +54,11 @@ class PPOConfig:
     value_norm: bool = True  # running mean/std normalisation of value targets
     continuous_dist: str = "gaussian"  # "gaussian" or "beta" (needs a bounded action box)
     grad_var_samples: int = 64  # agent-steps for the pg_variance metric (0: off)
+    activation: str = "relu"  # hidden activation of actor and critic: "relu" or "tanh"
 
     def __post_init__(self):
         choices = {"critic": ("centralized", "independent"), "value_loss": ("huber", "clipped"),
-                   "continuous_dist": ("gaussian", "beta")}
+                   "continuous_dist": ("gaussian", "beta"), "activation": ("relu", "tanh")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"PPOConfig.{name} must be one of {allowed}, got {getattr(self, name)!r}")
@@ -131,9 +132,10 @@ def make_ppo(spec: EnvSpec, config: PPOConfig = PPOConfig()) -> Learner:
                          f"[{spec.action_low}, {spec.action_high}]")
     beta = not discrete and config.continuous_dist == "beta"
     out_dim = spec.action_size * (2 if beta else 1)
-    actor = make_agent_network(n, spec.obs_dim, out_dim, h, config.recurrent, config.share_params, head_scale=0.01)
+    actor = make_agent_network(n, spec.obs_dim, out_dim, h, config.recurrent, config.share_params, head_scale=0.01,
+                               activation=config.activation)
     critic_in = spec.state_dim if config.critic == "centralized" else spec.obs_dim
-    critic = make_agent_network(n, critic_in, 1, h, False, config.share_params)
+    critic = make_agent_network(n, critic_in, 1, h, False, config.share_params, activation=config.activation)
 
     def distribution(params: Any, out: jax.Array, avail: jax.Array) -> distrax.Distribution:
         if discrete:
@@ -196,6 +198,10 @@ def make_ppo(spec: EnvSpec, config: PPOConfig = PPOConfig()) -> Learner:
 
     def unroll(params: Any, seq: Transition) -> tuple[jax.Array, jax.Array]:
         """Actor outputs `(T, N, out)` and the recurrent state before each step `(T, N, H)`."""
+        zeros = jnp.zeros((n, h))
+        if not config.recurrent:  # no state to carry: all T steps at once, not a T-step scan
+            out_t = jax.vmap(lambda obs: actor.apply(params["net"], zeros, obs, jnp.zeros((), bool))[1])(seq.obs)
+            return out_t, jnp.zeros(seq.obs.shape[:-1] + (h,))
 
         def step(hidden, inputs):
             obs, first = inputs

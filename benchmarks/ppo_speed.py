@@ -1,0 +1,142 @@
+"""MAPPO / IPPO training speed at a JaxMARL-comparable config, with a breakdown of where time goes.
+
+Config (the one the issue compares against JaxMARL's IPPO): particle-spread N = 3,
+discrete, 16 envs x 128 steps per rollout, 4 epochs x 4 minibatches, a 64-unit tanh
+MLP for actor and critic, one seed. Training env-steps/s is measured on a compiled
+`train` after compilation, as the median of `--repeats` runs.
+
+Breakdown, each timed as its own compiled scan over the same number of iterations:
+  env      : env.step_batch with random actions only,
+  rollout  : the policy acting + env stepping (no update),
+  update   : the PPO update alone on a fixed rollout,
+  train    : the fused loop (rollout + update), what users run.
+
+    python benchmarks/ppo_speed.py                 # IPPO and MAPPO
+    python benchmarks/ppo_speed.py --iterations 20 --repeats 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import time
+
+import jax
+import jax.numpy as jnp
+
+from jaxmarl_lab import envs
+from jaxmarl_lab.learners import PPOConfig, PPOHParams, make_ippo, make_mappo
+from jaxmarl_lab.runner import RunnerConfig, make_runner, make_train
+from jaxmarl_lab.testing import random_actions
+
+NUM_ENVS, ROLLOUT = 16, 128
+CONFIG = PPOConfig(hidden_dim=64, num_epochs=4, num_minibatches=4, activation="tanh", grad_var_samples=0)
+HPARAMS = PPOHParams(lr=5e-4)
+
+
+def median_seconds(fn, args, repeats: int) -> float:
+    compiled = jax.jit(fn).lower(*args).compile()
+    jax.block_until_ready(compiled(*args))  # warm
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        jax.block_until_ready(compiled(*args))
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def measure(name: str, iterations: int, repeats: int) -> dict:
+    env = envs.make("particle-spread", num_agents=3)
+    learner = (make_mappo if name == "mappo" else make_ippo)(env.spec, CONFIG)
+    runner_config = RunnerConfig(num_envs=NUM_ENVS, rollout_len=ROLLOUT,
+                                 total_env_steps=NUM_ENVS * ROLLOUT * iterations)
+    steps = NUM_ENVS * ROLLOUT * iterations
+    key = jax.random.PRNGKey(0)
+    out = {"learner": name, "env_steps": steps}
+
+    train = make_train(env, learner, runner_config)
+    out["train_s"] = median_seconds(train, (key, HPARAMS), repeats)
+
+    params = env.default_params()
+
+    def env_only(key):
+        def body(carry, key):
+            state, ts = carry
+            k_act, k_env = jax.random.split(key)
+            acts = jax.vmap(random_actions, in_axes=(0, None, 0))(jax.random.split(k_act, NUM_ENVS), env.spec,
+                                                                 ts.avail_actions)
+            return env.step_batch(k_env, state, acts, params), None
+        carry = env.reset_batch(key, params, NUM_ENVS)
+        carry, _ = jax.lax.scan(body, carry, jax.random.split(key, ROLLOUT * iterations))
+        return carry[1].reward.sum()
+    out["env_s"] = median_seconds(env_only, (key,), repeats)
+
+    runner = make_runner(env, learner, runner_config)
+    state = jax.jit(runner.init)(key, HPARAMS)
+    act = jax.vmap(learner.act, in_axes=(0, None, 0, 0, None))
+
+    def rollout_only(state):
+        def body(s, _):
+            key, k_act, k_env = jax.random.split(s.key, 3)
+            actions, carry = act(jax.random.split(k_act, NUM_ENVS), s.learner, s.timestep, s.carry, True)
+            env_state, ts = env.step_batch(k_env, s.env_state, actions, params)
+            return s._replace(env_state=env_state, timestep=ts, carry=carry, key=key), ts.reward.sum()
+        return jax.lax.scan(body, state, None, length=ROLLOUT * iterations)[1].sum()
+    out["rollout_s"] = median_seconds(rollout_only, (state,), repeats)
+
+    state1, _ = jax.jit(runner.iterate)(state)  # a real rollout to update on
+    from jaxmarl_lab.runner import _transition  # noqa: F401  (documented private helper)
+
+    def collect(state):
+        def body(s, _):
+            key, k_act, k_env = jax.random.split(s.key, 3)
+            actions, carry = act(jax.random.split(k_act, NUM_ENVS), s.learner, s.timestep, s.carry, True)
+            env_state, ts = env.step_batch(k_env, s.env_state, actions, params)
+            tr = _transition(s.timestep, s.first, actions, ts)
+            done = ts.terminated | ts.truncated
+            return s._replace(env_state=env_state, timestep=ts, carry=carry, key=key, first=done), tr
+        _, traj = jax.lax.scan(body, state, None, length=ROLLOUT)
+        return jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1), traj)
+    batch = jax.jit(collect)(state1)
+
+    def update_only(learner_state, batch):
+        def body(ls, key):
+            ls, metrics = learner.update(key, ls, batch)
+            return ls, metrics["policy_loss"]
+        return jax.lax.scan(body, learner_state, jax.random.split(key, iterations))[1].sum()
+    out["update_s"] = median_seconds(update_only, (state1.learner, batch), repeats)
+    out["train_steps_per_s"] = steps / out["train_s"]
+    return out
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--learners", nargs="+", default=["ippo", "mappo"], choices=["ippo", "mappo"])
+    parser.add_argument("--iterations", type=int, default=40, help="rollout+update iterations per timed run")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--json", default="benchmarks/results/ppo_speed.json")
+    args = parser.parse_args(argv)
+    device = jax.devices()[0].device_kind
+    print(f"# particle-spread N=3, {NUM_ENVS} envs x {ROLLOUT} steps, {CONFIG.num_epochs} epochs x "
+          f"{CONFIG.num_minibatches} minibatches, 64-unit tanh MLP, 1 seed; jax {jax.__version__} on {device}, "
+          f"median of {args.repeats}")
+    print("| learner | train env-steps/s | train s | env only s | act+env s | update only s |")
+    print("|---|---:|---:|---:|---:|---:|")
+    rows = []
+    for name in args.learners:
+        r = measure(name, args.iterations, args.repeats)
+        rows.append(r)
+        print(f"| {name} | {r['train_steps_per_s']:.3g} | {r['train_s']:.3f} | {r['env_s']:.3f} | "
+              f"{r['rollout_s']:.3f} | {r['update_s']:.3f} |", flush=True)
+    result = {"device": device, "jax": jax.__version__, "cpu_count": os.cpu_count(), "rows": rows}
+    if args.json:
+        os.makedirs(os.path.dirname(args.json), exist_ok=True)
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=1)
+    return result
+
+
+if __name__ == "__main__":
+    main()
