@@ -1,19 +1,35 @@
-"""`jaxmarl-lab variance`: centralized vs independent critic, policy-gradient variance sweep."""
+"""`jaxmarl-lab variance`: centralized vs independent critic, policy-gradient variance.
+
+`--part 1` (default): the textbook REINFORCE sweep on one-step rendezvous.
+`--part 2`: MAPPO vs IPPO trained on particle-spread, the variance logged through training.
+"""
 
 from __future__ import annotations
 
 import argparse
 import os
+import platform
 import time
 
 import jax
 
+PART1_DEFAULTS = {"seeds": 10_000, "num_agents": [2, 4, 8, 16], "out": "runs/variance"}
+PART2_DEFAULTS = {"seeds": 32, "num_agents": [2, 3, 4, 6], "out": "runs/critic_variance_training"}
+
 
 def variance(args: argparse.Namespace) -> int:
-    """Runs the critic-variance sweep, writes CSV/JSON/PNG under `--out` and prints the table."""
+    """Runs the chosen part, writes CSV/JSON/PNG under `--out` and prints the table."""
+    defaults = PART2_DEFAULTS if args.part == 2 else PART1_DEFAULTS
+    for name, value in defaults.items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
     # One XLA host device per core, so the seeds are split over the cores; it only takes
     # effect if JAX's backend has not started yet in this process, and never overrides the user.
     os.environ.setdefault("XLA_FLAGS", f"--xla_force_host_platform_device_count={os.cpu_count() or 1}")
+    return part2(args) if args.part == 2 else part1(args)
+
+
+def part1(args: argparse.Namespace) -> int:
     from jaxmarl_lab.experiments import variance as experiment
     from jaxmarl_lab.experiments import variance_report
 
@@ -33,16 +49,61 @@ def variance(args: argparse.Namespace) -> int:
     return 0
 
 
+def part2(args: argparse.Namespace) -> int:
+    from jaxmarl_lab.experiments import critic_training as experiment
+    from jaxmarl_lab.experiments import critic_training_report as report
+
+    config = experiment.CriticTrainingConfig(num_agents=tuple(args.num_agents), seeds=args.seeds,
+                                             env_steps=args.env_steps, num_envs=args.num_envs,
+                                             phases=args.phases, grad_var_samples=args.grad_var_samples)
+    key = jax.random.key(args.key)
+    print(f"MAPPO vs IPPO on particle-spread N in {config.num_agents}: {config.seeds} seeds x "
+          f"{config.iterations} iterations of {config.num_envs} envs x {config.rollout_len} steps "
+          f"({config.iterations * config.num_envs * config.rollout_len:,} env steps per seed and critic), "
+          f"{len(jax.devices())} device(s)", flush=True)
+    runs, timing = {}, {}
+    for n in config.num_agents:
+        start = time.perf_counter()
+        compiled = experiment.make_critic_runs_fn(config, n).lower(key).compile()
+        compile_s = time.perf_counter() - start
+        start = time.perf_counter()
+        runs[n] = jax.tree.map(lambda x: jax.device_get(x), jax.block_until_ready(compiled(key)))
+        run_s = time.perf_counter() - start
+        timing[str(n)] = {"compile_s": compile_s, "run_s": run_s}
+        print(f"N={n}: compile {compile_s:.0f} s, run {run_s:.0f} s", flush=True)
+    extra = {"key_seed": args.key, "timing": timing, "devices": [str(d) for d in jax.devices()],
+             "platform": platform.platform(), "jax": jax.__version__}
+    out = report.write_outputs(runs, config, args.out, extra)
+    print("pg-variance ratios are IPPO (independent) / MAPPO (centralized), 95% paired bootstrap CIs over seeds")
+    print(report.format_table(out["records"]))
+    print(report.format_markdown(out["records"], out["final"]))
+    print("wrote " + ", ".join(out["paths"].values()))
+    return 0
+
+
 def add_parser(sub) -> None:
-    p = sub.add_parser("variance", help="centralized vs independent critic: policy-gradient variance sweep",
+    p = sub.add_parser("variance", help="centralized vs independent critic: policy-gradient variance "
+                                        "(part 1: REINFORCE sweep; part 2: MAPPO vs IPPO training)",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--seeds", type=int, default=10_000, help="seeds per cell")
-    p.add_argument("--steps", type=int, default=400, help="REINFORCE steps per run")
-    p.add_argument("--num-agents", type=int, nargs="+", default=[2, 4, 8, 16])
-    p.add_argument("--couplings", type=float, nargs="+", default=[0.25, 1.0, 4.0])
-    p.add_argument("--curvature-scaled-lr", action="store_true",
-                   help="scale each cell's lr by 2(1 + 4*1) / 2(1 + c N): lr * curvature = 0.2 in every "
-                        "cell (the independent critic can still diverge from gradient noise)")
+    p.add_argument("--part", type=int, choices=(1, 2), default=1,
+                   help="1: textbook REINFORCE on rendezvous; 2: MAPPO vs IPPO on particle-spread")
+    p.add_argument("--seeds", type=int, default=None, help="seeds per cell (default: 10000 part 1, 32 part 2)")
+    p.add_argument("--num-agents", type=int, nargs="+", default=None,
+                   help="numbers of agents (default: 2 4 8 16 part 1, 2 3 4 6 part 2)")
     p.add_argument("--key", type=int, default=0, help="seed of the JAX key")
-    p.add_argument("--out", default="runs/variance", help="folder for variance.{csv,json,png}")
-    p.set_defaults(func=variance, positive=("seeds", "steps"))
+    p.add_argument("--out", default=None, help="output folder (default: runs/variance, "
+                                               "runs/critic_variance_training)")
+    g1 = p.add_argument_group("part 1")
+    g1.add_argument("--steps", type=int, default=400, help="REINFORCE steps per run")
+    g1.add_argument("--couplings", type=float, nargs="+", default=[0.25, 1.0, 4.0])
+    g1.add_argument("--curvature-scaled-lr", action="store_true",
+                    help="scale each cell's lr by 2(1 + 4*1) / 2(1 + c N): lr * curvature = 0.2 in every "
+                         "cell (the independent critic can still diverge from gradient noise)")
+    g2 = p.add_argument_group("part 2")
+    g2.add_argument("--env-steps", type=int, default=100_000,
+                    help="training budget per seed and critic (a GPU affords 5000000)")
+    g2.add_argument("--num-envs", type=int, default=16, help="environments per seed")
+    g2.add_argument("--phases", type=int, default=3, help="spans of training the ratio is reported on")
+    g2.add_argument("--grad-var-samples", type=int, default=64,
+                    help="agent-steps per iteration for the per-sample policy-gradient variance")
+    p.set_defaults(func=variance, positive=("steps", "env_steps", "num_envs", "phases", "grad_var_samples"))

@@ -1,0 +1,265 @@
+"""Ratios, bootstrap confidence intervals, tables and plots of the MAPPO-vs-IPPO experiment.
+
+NumPy only; it reads `critic_training.CriticRuns` arrays `(S, 2, I)` (seeds, critic with
+centralized first, iterations). Ratios are independent / centralized of the seed-mean
+`pg_variance` (the ratio of means, as in Part 1), with the paired percentile bootstrap
+of `variance_report.bootstrap_ratio_ci`: a resample draws whole seeds, both critics together.
+A seed whose phase-mean `pg_variance` is not finite under either critic is left out of
+that phase's ratio (and counted: `valid_seeds`).
+Every file is written atomically (a temporary file, then `os.replace`).
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import math
+import os
+import warnings
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from jaxmarl_lab.experiments.variance_report import CI_LEVEL, NUM_BOOTSTRAP, bootstrap_ratio_ci
+
+PHASE_NAMES = {1: ("all",), 2: ("first half", "second half"), 3: ("early", "middle", "late")}
+FINAL_FRACTION = 0.1  # the final return is the mean over the last 10% of iterations (at least one)
+
+COLUMNS = ("num_agents", "phase", "iter_start", "iter_end", "env_steps_start", "env_steps_end",
+           "seeds", "valid_seeds", "pg_variance_centralized", "pg_variance_independent",
+           "pg_variance_ratio", "pg_variance_ratio_ci_low", "pg_variance_ratio_ci_high",
+           "frac_seeds_independent_higher", "advantage_std_centralized", "advantage_std_independent",
+           "return_centralized", "return_centralized_ci_low", "return_centralized_ci_high",
+           "return_independent", "return_independent_ci_low", "return_independent_ci_high")
+
+
+def phase_names(phases: int) -> tuple[str, ...]:
+    return PHASE_NAMES.get(phases, tuple(f"phase {i + 1}/{phases}" for i in range(phases)))
+
+
+def phase_spans(iterations: int, phases: int) -> list[tuple[int, int]]:
+    """`phases` contiguous `[start, end)` spans of iterations, sizes differing by at most one."""
+    edges = np.linspace(0, iterations, phases + 1).round().astype(int)
+    return [(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:])]
+
+
+def span_means(x: np.ndarray, start: int, end: int) -> np.ndarray:
+    """Mean over iterations `[start, end)` of `(S, 2, I)`, NaNs skipped: `(S, 2)` float64."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN span is NaN, counted as invalid
+        return np.nanmean(np.asarray(x, np.float64)[..., start:end], axis=-1)
+
+
+def bootstrap_mean_ci(x: np.ndarray, num_bootstrap: int = NUM_BOOTSTRAP, level: float = CI_LEVEL,
+                      rng: np.random.Generator | int = 0) -> tuple[float, float, float]:
+    """`(mean, CI low, CI high)`: the percentile bootstrap of the mean of `(S,)`; NaNs if S < 2."""
+    x = np.asarray(x, np.float64)
+    if x.ndim != 1:
+        raise ValueError(f"want a 1-d sample, got shape {x.shape}")
+    if x.size < 2:
+        return (float(x.mean()) if x.size else math.nan), math.nan, math.nan
+    rng = np.random.default_rng(rng)
+    means = x[rng.integers(0, x.size, size=(num_bootstrap, x.size))].mean(axis=1)
+    tail = 50.0 * (1.0 - level)
+    low, high = np.percentile(means, [tail, 100.0 - tail])
+    return float(x.mean()), float(low), float(high)
+
+
+def summarize_span(runs, num_agents: int, span: tuple[int, int], phase: str, steps_per_iteration: int,
+                   num_bootstrap: int = NUM_BOOTSTRAP, level: float = CI_LEVEL) -> dict[str, Any]:
+    """The table row of one N and one span of iterations (see `COLUMNS`)."""
+    start, end = span
+    var = span_means(runs.pg_variance, start, end)  # (S, 2)
+    ret = span_means(runs.episode_return, start, end)
+    adv = span_means(runs.advantage_std, start, end)
+    valid = np.isfinite(var).all(axis=1)  # seeds in the ratio
+    var, adv = var[valid], adv[valid]
+    ret = ret[np.isfinite(ret).all(axis=1)]  # seeds with an ended episode in the span under both critics
+    rng = np.random.default_rng([num_agents, start, 2102])
+    ratio, low, high = bootstrap_ratio_ci(var[:, 1], var[:, 0], "mean", num_bootstrap, level, rng)
+    row = {"num_agents": int(num_agents), "phase": phase, "iter_start": start, "iter_end": end,
+           "env_steps_start": start * steps_per_iteration, "env_steps_end": end * steps_per_iteration,
+           "seeds": int(valid.size), "valid_seeds": int(valid.sum()),
+           "pg_variance_centralized": float(var[:, 0].mean()) if var.size else math.nan,
+           "pg_variance_independent": float(var[:, 1].mean()) if var.size else math.nan,
+           "pg_variance_ratio": ratio, "pg_variance_ratio_ci_low": low, "pg_variance_ratio_ci_high": high,
+           "frac_seeds_independent_higher": float((var[:, 1] > var[:, 0]).mean()) if var.size else math.nan,
+           "advantage_std_centralized": float(adv[:, 0].mean()) if adv.size else math.nan,
+           "advantage_std_independent": float(adv[:, 1].mean()) if adv.size else math.nan}
+    for c, critic in enumerate(("centralized", "independent")):
+        mean, lo, hi = bootstrap_mean_ci(ret[:, c], num_bootstrap, level, rng)
+        row.update({f"return_{critic}": mean, f"return_{critic}_ci_low": lo, f"return_{critic}_ci_high": hi})
+    return row
+
+
+def summarize(runs_by_n: dict[int, Any], config, num_bootstrap: int = NUM_BOOTSTRAP) -> list[dict[str, Any]]:
+    """One row per (N, phase), N-major; `config` is the `CriticTrainingConfig` of the runs."""
+    steps = config.num_envs * config.rollout_len
+    names = phase_names(config.phases)
+    return [summarize_span(runs, n, span, names[p], steps, num_bootstrap)
+            for n, runs in sorted(runs_by_n.items())
+            for p, span in enumerate(phase_spans(runs.pg_variance.shape[-1], config.phases))]
+
+
+def final_returns(runs_by_n: dict[int, Any], config, num_bootstrap: int = NUM_BOOTSTRAP) -> list[dict[str, Any]]:
+    """Per N: both critics' training return over the last 10% of iterations, with CIs."""
+    steps = config.num_envs * config.rollout_len
+    out = []
+    for n, runs in sorted(runs_by_n.items()):
+        iterations = runs.episode_return.shape[-1]
+        span = (iterations - max(1, int(round(FINAL_FRACTION * iterations))), iterations)
+        row = summarize_span(runs, n, span, "final", steps, num_bootstrap)
+        out.append({k: row[k] for k in ("num_agents", "iter_start", "iter_end", "env_steps_end", "valid_seeds")
+                    + tuple(k for k in COLUMNS if k.startswith("return_"))})
+    return out
+
+
+def ratio_curve(runs, blocks: int, steps_per_iteration: int, num_bootstrap: int = 500) -> dict[str, list]:
+    """The ratio and both returns over training in `blocks` spans (for the plot), with CIs."""
+    iterations = runs.pg_variance.shape[-1]
+    rows = [summarize_span(runs, 0, span, "", steps_per_iteration, num_bootstrap)
+            for span in phase_spans(iterations, min(blocks, iterations))]
+    keys = ("pg_variance_ratio", "pg_variance_ratio_ci_low", "pg_variance_ratio_ci_high",
+            "return_centralized", "return_centralized_ci_low", "return_centralized_ci_high",
+            "return_independent", "return_independent_ci_low", "return_independent_ci_high")
+    curve = {k: [r[k] for r in rows] for k in keys}
+    curve["env_steps"] = [0.5 * (r["env_steps_start"] + r["env_steps_end"]) for r in rows]
+    return curve
+
+
+def format_row(r: dict[str, Any]) -> str:
+    return (f"N={r['num_agents']} {r['phase']:<7} steps {r['env_steps_start']:>9,}-{r['env_steps_end']:<9,} "
+            f"pg-var ratio ind/cen {r['pg_variance_ratio']:6.3f} [{r['pg_variance_ratio_ci_low']:.3f}, "
+            f"{r['pg_variance_ratio_ci_high']:.3f}]  (ind > cen in {100 * r['frac_seeds_independent_higher']:.0f}% "
+            f"of seeds)  return cen {r['return_centralized']:7.2f} ind {r['return_independent']:7.2f}  "
+            f"({r['valid_seeds']}/{r['seeds']} seeds)")
+
+
+def format_table(records: Sequence[dict[str, Any]]) -> str:
+    return "\n".join(format_row(r) for r in records)
+
+
+def format_markdown(records: Sequence[dict[str, Any]], finals: Sequence[dict[str, Any]]) -> str:
+    """A markdown table: per N, the ratio in each phase and both final returns, 95% CIs."""
+    phases = list(dict.fromkeys(r["phase"] for r in records))
+    head = ("| N | " + " | ".join(f"ratio ind/cen, {p}" for p in phases)
+            + " | final return MAPPO | final return IPPO |")
+    lines = [head, "|" + "---|" * (len(phases) + 3)]
+    ci = lambda v, lo, hi, f: f"{v:{f}} [{lo:{f}}, {hi:{f}}]"
+    for final in finals:
+        n = final["num_agents"]
+        cells = [ci(r["pg_variance_ratio"], r["pg_variance_ratio_ci_low"], r["pg_variance_ratio_ci_high"], ".2f")
+                 for r in records if r["num_agents"] == n]
+        rets = [ci(final[f"return_{c}"], final[f"return_{c}_ci_low"], final[f"return_{c}_ci_high"], ".1f")
+                for c in ("centralized", "independent")]
+        lines.append(f"| {n} | " + " | ".join(cells + rets) + " |")
+    return "\n".join(lines)
+
+
+def atomic_write(path: str, write: Callable[[str], None]) -> None:
+    """Calls `write(tmp_path)`, then renames the temporary file onto `path` (atomic on POSIX)."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = f"{path}.tmp-{os.getpid()}"
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def _strict(value):
+    """NaN/inf -> None (strict JSON), recursively."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _strict(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_strict(v) for v in value]
+    return value
+
+
+def write_csv(records: Sequence[dict[str, Any]], path: str) -> None:
+    def write(tmp):
+        with open(tmp, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=COLUMNS)
+            writer.writeheader()
+            writer.writerows(records)
+    atomic_write(path, write)
+
+
+def write_json(payload: dict[str, Any], path: str) -> None:
+    def write(tmp):
+        with open(tmp, "w") as f:
+            json.dump(_strict(payload), f, indent=1, allow_nan=False)
+    atomic_write(path, write)
+
+
+def plot(records: Sequence[dict[str, Any]], curves: dict[int, dict[str, list]], path: str) -> None:
+    """Three panels: the ratio over training per N; the ratio per phase against N; both returns."""
+    import matplotlib  # lazily: plotting is an optional extra
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4.6))
+    colors = dict(zip(sorted(curves), plt.rcParams["axes.prop_cycle"].by_key()["color"]))
+    for n, c in sorted(curves.items()):
+        x = np.asarray(c["env_steps"])
+        axes[0].plot(x, c["pg_variance_ratio"], marker=".", color=colors[n], label=f"N = {n}")
+        axes[0].fill_between(x, c["pg_variance_ratio_ci_low"], c["pg_variance_ratio_ci_high"],
+                             color=colors[n], alpha=0.2)
+        for critic, style in (("centralized", "-"), ("independent", "--")):
+            axes[2].plot(x, c[f"return_{critic}"], style, color=colors[n],
+                         label=f"N = {n}, {'MAPPO' if critic == 'centralized' else 'IPPO'}")
+            axes[2].fill_between(x, c[f"return_{critic}_ci_low"], c[f"return_{critic}_ci_high"],
+                                 color=colors[n], alpha=0.12)
+    phases = list(dict.fromkeys(r["phase"] for r in records))
+    for p, phase in enumerate(phases):
+        rows = sorted((r for r in records if r["phase"] == phase), key=lambda r: r["num_agents"])
+        n = np.array([r["num_agents"] for r in rows]) + 0.08 * (p - (len(phases) - 1) / 2)
+        y = np.array([r["pg_variance_ratio"] for r in rows])
+        err = [y - [r["pg_variance_ratio_ci_low"] for r in rows], [r["pg_variance_ratio_ci_high"] for r in rows] - y]
+        axes[1].errorbar(n, y, yerr=err, marker="o", capsize=3, label=phase)
+    for ax in axes[:2]:
+        ax.axhline(1.0, color="gray", linewidth=0.8, linestyle="--")
+        ax.set_yscale("log")
+        ax.set_ylabel("pg variance, IPPO / MAPPO")
+        ax.legend(fontsize=8)
+    axes[0].set_xlabel("env steps per seed")
+    axes[0].set_title("ratio over training (95% paired bootstrap CI)")
+    axes[1].set_xlabel("number of agents N")
+    axes[1].set_xticks(sorted(curves))
+    axes[1].set_title("ratio per phase of training")
+    axes[2].set_xlabel("env steps per seed")
+    axes[2].set_ylabel("training return (per agent, per episode)")
+    axes[2].set_title("returns: MAPPO solid, IPPO dashed")
+    axes[2].legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
+    plt.close(fig)
+
+
+def write_outputs(runs_by_n: dict[int, Any], config, out_dir: str, extra: dict | None = None,
+                  stem: str = "critic_variance_training", blocks: int = 12) -> dict[str, Any]:
+    """Summarizes the runs and writes `<stem>.csv`, `.json`, `.png` under `out_dir`.
+
+    Returns `{"records", "final", "curves", "paths"}`. The JSON holds the config, the table,
+    the final returns, the curves and the per-seed phase means `(S, 2)` (for re-analysis).
+    """
+    records = summarize(runs_by_n, config)
+    finals = final_returns(runs_by_n, config)
+    steps = config.num_envs * config.rollout_len
+    curves = {n: ratio_curve(runs, blocks, steps) for n, runs in sorted(runs_by_n.items())}
+    per_seed = {str(n): {r["phase"]: {name: span_means(getattr(runs, name), r["iter_start"], r["iter_end"]).tolist()
+                                       for name in ("pg_variance", "episode_return")}
+                         for r in records if r["num_agents"] == n}
+                for n, runs in sorted(runs_by_n.items())}  # (S, 2) lists, centralized first
+    paths = {ext: os.path.join(out_dir, f"{stem}.{ext}") for ext in ("csv", "json", "png")}
+    write_csv(records, paths["csv"])
+    write_json({"config": dataclasses.asdict(config), "bootstrap": {"resamples": NUM_BOOTSTRAP, "level": CI_LEVEL},
+                "records": records, "final_returns": finals, "curves": {str(n): c for n, c in curves.items()},
+                "per_seed_phase_means": per_seed, **(extra or {})}, paths["json"])
+    plot(records, curves, paths["png"])
+    return {"records": records, "final": finals, "curves": curves, "paths": paths}
