@@ -7,7 +7,7 @@ per-sample policy-gradient variance is logged every iteration. Compile and run t
 are measured apart. Writes the table (CSV), everything (JSON, incl. per-seed phase means
 and timings) and the plot (PNG), and prints a markdown table for the README.
 
-    python benchmarks/critic_variance_training.py                        # 32 seeds, 100k steps
+    python benchmarks/critic_variance_training.py                        # 32 seeds, 40k steps
     python benchmarks/critic_variance_training.py --env-steps 5000000    # on a GPU
     python benchmarks/critic_variance_training.py --num-agents 3 --seeds 8 --env-steps 20000
 
