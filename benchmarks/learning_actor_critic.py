@@ -1,12 +1,20 @@
-"""Learning results of the actor-critic learners on particle-spread (N = 3, discrete).
+"""Learning results of the actor-critic learners (MAPPO, IPPO, MADDPG) on every task of the issue.
 
-Each learner trains `--seeds` seeds as ONE vmapped, jitted program. Reported per
-learner: the per-agent return (each agent's reward summed over the 25-step episode,
-averaged over agents; PettingZoo's scale) of the trained policy, mean and 95%
-t-interval over seeds, beside a uniform-random policy and the scripted assignment
-policy, with env steps, compile time, wall time and env-steps/s.
+Each learner trains `--seeds` seeds as ONE vmapped, jitted program; reported per
+learner: mean and 95% t-interval over seeds of the greedy policy's score, the training
+return of the last 5% of iterations, compile time, wall time and env-steps/s.
 
-    python benchmarks/learning_actor_critic.py                       # MAPPO + IPPO 5M, MADDPG 2M
+Tasks (`--task`):
+  spread             particle-spread N=3 discrete; per-agent return (PettingZoo's scale)
+                     beside uniform-random and the scripted assignment policy
+  spread-continuous  particle-spread N=3, Box(0,1,(5,)) actions; MAPPO and MADDPG
+  rendezvous         multi-step rendezvous; greedy return against the closed-form optimum
+                     of the same evaluation episodes
+  lesson, grid5      grid-world lesson / 5x5 with 3 agents on 1000 fixed random layouts;
+                     greedy steps to goal against the exact (BFS/A*) optimum
+
+    python benchmarks/learning_actor_critic.py                       # spread: MAPPO + IPPO 5M, MADDPG 2M
+    python benchmarks/learning_actor_critic.py --task rendezvous --steps 500000
     python benchmarks/learning_actor_critic.py --steps 1000000 --seeds 2 --learners mappo ippo
 
 MAPPO and IPPO use identical hyperparameters (below); only the critic differs.
@@ -21,6 +29,7 @@ import os
 import sys
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -37,74 +46,171 @@ DEFAULT_STEPS = {"mappo": 5_000_000, "ippo": 5_000_000, "maddpg": 2_000_000}
 EVAL_EPISODES = 128
 
 
-def learner_setup(name: str, env, steps: int):
-    """`(learner, RunnerConfig, hparams, description)` for one learner."""
+def learner_setup(name: str, env, steps: int, task: str):
+    """`(learner, RunnerConfig, hparams, description)` for one learner on one task."""
     if name in ("mappo", "ippo"):
         make = make_mappo if name == "mappo" else make_ippo
-        runner = RunnerConfig(num_envs=64, rollout_len=25, total_env_steps=steps)
-        return make(env.spec, PPO_CONFIG), runner, PPO_HPARAMS, {
-            "config": dataclasses.asdict(PPO_CONFIG), "hparams": PPO_HPARAMS._asdict()}
-    if name == "maddpg":
+        config, hparams = PPO_CONFIG, PPO_HPARAMS
+        if task == "rendezvous":
+            hparams = hparams._replace(lr=1e-3, ent_coef=0.0)
+        if task == "spread-continuous":
+            hparams = hparams._replace(lr=1e-3, ent_coef=0.0)
+        runner = RunnerConfig(num_envs=64, rollout_len=25 if task != "lesson" else 10, total_env_steps=steps)
+        learner = make(env.spec, config)
+    elif name == "maddpg":
         from jaxmarl_lab.learners import MADDPGConfig, MADDPGHParams, make_maddpg
         config, hparams = MADDPGConfig(), MADDPGHParams()
         runner = RunnerConfig(num_envs=16, rollout_len=25, total_env_steps=steps, buffer_capacity=4000,
                               batch_size=32, updates_per_rollout=4)
-        return make_maddpg(env.spec, config), runner, hparams, {
-            "config": dataclasses.asdict(config), "hparams": hparams._asdict()}
-    raise ValueError(f"unknown learner {name!r}; valid: mappo, ippo, maddpg")
+        learner = make_maddpg(env.spec, config)
+    else:
+        raise ValueError(f"unknown learner {name!r}; valid: mappo, ippo, maddpg")
+    return learner, runner, hparams, {"config": dataclasses.asdict(config), "hparams": hparams._asdict()}
 
 
-def run_learner(name: str, env, steps: int, seeds: int) -> dict:
-    learner, runner, hparams, described = learner_setup(name, env, steps)
+def train_seeds(name: str, env, steps: int, seeds: int, task: str):
+    """Trains `seeds` seeds as one vmapped jit: (final RunnerState, metrics, learner, runner, row)."""
+    learner, runner, hparams, described = learner_setup(name, env, steps, task)
     train = jax.vmap(make_train(env, learner, runner), in_axes=(0, None))
     keys = jax.random.split(jax.random.PRNGKey(0), seeds)
     (final, metrics), compile_s, run_s = timed_jit(train, keys, hparams)
-    evaluate = jax.jit(jax.vmap(make_evaluate(env, learner, EVAL_EPISODES, 25), in_axes=(None, 0)))
-    greedy = np.asarray(evaluate(jax.random.PRNGKey(1), final.learner)["returns"]).mean(axis=1)
     last = max(1, runner.num_iterations // 20)
     train_return = np.nanmean(np.asarray(metrics["episode_return"])[:, -last:], axis=1)
     env_steps = runner.num_iterations * runner.steps_per_iteration
-    return {"learner": name, "env_steps_per_seed": env_steps, "seeds": seeds,
-            "greedy_return": mean_ci(greedy), "final_train_return": mean_ci(train_return),
-            "compile_s": compile_s, "train_s": run_s, "env_steps_per_s": seeds * env_steps / run_s,
-            "runner": dataclasses.asdict(runner), **described}
+    row = {"learner": name, "env_steps_per_seed": env_steps, "seeds": seeds,
+           "final_train_return": mean_ci(train_return), "compile_s": compile_s, "train_s": run_s,
+           "env_steps_per_s": seeds * env_steps / run_s, "runner": dataclasses.asdict(runner), **described}
+    return final, learner, row
 
 
-def baselines(env) -> dict:
-    out = {}
-    for name, policy in (("random", random_policy(env.spec)), ("scripted", scripted_spread_policy(env))):
-        returns = jax.jit(make_evaluate_policy(env, policy, 1024))(jax.random.PRNGKey(2))
-        out[name] = mean_ci(np.asarray(returns))
-    return out
+def greedy_returns(env, learner, final, key) -> np.ndarray:
+    """Greedy per-agent returns `(seeds, EVAL_EPISODES)` on the env's own episodes."""
+    evaluate = jax.jit(jax.vmap(make_evaluate(env, learner, EVAL_EPISODES, int(env.default_params().max_steps)),
+                                in_axes=(None, 0)))
+    return np.asarray(evaluate(key, final.learner)["returns"])
+
+
+def uniform_policy(spec):
+    """Uniform random actions in the action box (continuous) or over actions (discrete)."""
+    if spec.is_discrete:
+        return random_policy(spec)
+    return lambda key, obs: jax.random.uniform(key, (spec.num_agents, spec.action_size),
+                                               minval=spec.action_low, maxval=spec.action_high)
+
+
+def run_spread(args, continuous: bool) -> dict:
+    env = envs.make("particle-spread", num_agents=3, continuous_actions=continuous)
+    policies = [("random", uniform_policy(env.spec))] + ([] if continuous else
+                                                           [("scripted", scripted_spread_policy(env))])
+    baselines = {name: mean_ci(np.asarray(jax.jit(make_evaluate_policy(env, p, 1024))(jax.random.PRNGKey(2))))
+                 for name, p in policies}
+    rows = []
+    for name in args.learners:
+        steps = args.steps or DEFAULT_STEPS[name]
+        final, learner, row = train_seeds(name, env, steps, args.seeds, args.task)
+        row["greedy_return"] = mean_ci(greedy_returns(env, learner, final, jax.random.PRNGKey(1)).mean(axis=1))
+        rows.append(row)
+        report(row, "greedy_return")
+    return {"baselines": baselines, "learners": rows}
+
+
+def run_rendezvous(args) -> dict:
+    """Multi-step rendezvous: greedy return against the closed-form optimum of the same episodes."""
+    from jaxmarl_lab.envs import rendezvous
+    env = envs.make("rendezvous", form="multi-step")
+    params = env.default_params()
+    key = jax.random.PRNGKey(1)
+    key_reset, _ = jax.random.split(key)  # run_episodes resets with the first half of this split
+    starts = np.asarray(env.reset_batch(key_reset, params, EVAL_EPISODES)[0].pos)
+    if starts.shape[0] != EVAL_EPISODES:  # a batch-minor state would put the batch last
+        raise RuntimeError("unexpected batched rendezvous state layout")
+    optimum = np.asarray([rendezvous.optimal_return(params, s).ret for s in starts])
+    rand = np.asarray(jax.jit(make_evaluate_policy(env, uniform_policy(env.spec), EVAL_EPISODES))(key))
+    baselines = {"random": mean_ci(rand), "optimum": mean_ci(optimum)}
+    rows = []
+    for name in args.learners:
+        steps = args.steps or 1_000_000
+        final, learner, row = train_seeds(name, env, steps, args.seeds, "rendezvous")
+        returns = greedy_returns(env, learner, final, key)  # (seeds, K), same episodes as `optimum`
+        row["greedy_return"] = mean_ci(returns.mean(axis=1))
+        row["gap_to_optimum"] = mean_ci((returns - optimum[None]).mean(axis=1))
+        row["fraction_of_random_to_optimum"] = mean_ci(
+            (returns.mean(axis=1) - rand.mean()) / (optimum.mean() - rand.mean()))
+        rows.append(row)
+        report(row, "greedy_return")
+    return {"baselines": baselines, "learners": rows}
+
+
+def run_grid(args, task: str) -> dict:
+    """grid-world lesson (optimum 3 steps) or 5x5x3 random layouts, greedy steps against the BFS optimum."""
+    from learning_value_based import grid5_layouts, make_layout_evaluate  # noqa: E402
+    if task == "lesson":
+        env = envs.make("grid-world", layout="lesson")
+        p = env.default_params()
+        starts, goals = np.asarray(p.starts)[None], np.asarray(p.goals)[None]
+        optimal = np.asarray([3])
+    else:
+        env = envs.make("grid-world", num_agents=3, height=5, width=5, layout="random")
+        starts, goals, optimal = grid5_layouts(env, 1000, verify=3)
+    rows = []
+    for name in args.learners:
+        steps = args.steps or (200_000 if task == "lesson" else 2_000_000)
+        final, learner, row = train_seeds(name, env, steps, args.seeds, task)
+        evaluate = jax.jit(jax.vmap(make_layout_evaluate(env, learner, 50), in_axes=(0, None, None)))
+        steps_taken = np.asarray(evaluate(final.learner, jnp.asarray(starts), jnp.asarray(goals)))  # (seeds, K)
+        row["greedy_steps"] = mean_ci(steps_taken.mean(axis=1))
+        row["ratio_to_optimal"] = mean_ci(steps_taken.mean(axis=1) / optimal.mean())
+        row["at_optimum_fraction"] = mean_ci((steps_taken == optimal[None]).mean(axis=1))
+        rows.append(row)
+        report(row, "greedy_steps")
+    return {"mean_optimal_steps": float(optimal.mean()), "layouts": len(optimal), "learners": rows}
+
+
+def report(row: dict, measure: str) -> None:
+    g, t = row[measure], row["final_train_return"]
+    print(f"| {row['learner']} | {row['env_steps_per_seed']:,} | {g['mean']:.3f} ± {g['ci95']:.3f} | "
+          f"{t['mean']:.2f} ± {t['ci95']:.2f} | {row['compile_s']:.0f} | {row['train_s']:.0f} | "
+          f"{row['env_steps_per_s']:.3g} |", flush=True)
+
+
+TASKS = {"spread": ("mappo", "ippo", "maddpg"), "spread-continuous": ("mappo", "maddpg"),
+         "rendezvous": ("mappo", "ippo", "maddpg"), "lesson": ("mappo", "ippo"), "grid5": ("mappo", "ippo")}
 
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--learners", nargs="+", default=["mappo", "ippo", "maddpg"],
-                        choices=["mappo", "ippo", "maddpg"])
+    parser.add_argument("--task", default="spread", choices=sorted(TASKS))
+    parser.add_argument("--learners", nargs="+", default=None, choices=["mappo", "ippo", "maddpg"],
+                        help="default: every learner the task reports")
     parser.add_argument("--seeds", type=int, default=8)
-    parser.add_argument("--steps", type=int, default=None, help="env steps per seed (default: 5M PPO, 2M MADDPG)")
-    parser.add_argument("--json", default="benchmarks/results/learning_actor_critic.json")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="env steps per seed (default: spread 5M PPO / 2M MADDPG, rendezvous 1M, "
+                             "lesson 200k, grid5 2M)")
+    parser.add_argument("--json", default=None, help="default: benchmarks/results/learning_actor_critic_TASK.json")
     args = parser.parse_args(argv)
-    env = envs.make("particle-spread", num_agents=3)
-    print(f"# particle-spread N=3 discrete, {args.seeds} seeds per learner in one vmapped run; "
+    args.learners = args.learners or list(TASKS[args.task])
+    if args.seeds < 2:
+        parser.error(f"--seeds must be >= 2 for a confidence interval, got {args.seeds}")
+    print(f"# task {args.task}, {args.seeds} seeds per learner in one vmapped run; "
           f"jax {jax.__version__} on {jax.devices()[0].device_kind}")
-    result = {"baselines": baselines(env), "learners": []}
-    for name, stat in result["baselines"].items():
-        print(f"{name:>8}: return {stat['mean']:.2f} ± {stat['ci95']:.2f} (1024 episodes)")
-    print("| learner | env steps | greedy return | train return (last 5%) | compile s | train s | env-steps/s |")
+    measure = "greedy steps" if args.task in ("lesson", "grid5") else "greedy return"
+    print(f"| learner | env steps | {measure} | train return (last 5%) | compile s | train s | env-steps/s |")
     print("|---|---:|---:|---:|---:|---:|---:|")
-    for name in args.learners:
-        row = run_learner(name, env, args.steps or DEFAULT_STEPS[name], args.seeds)
-        result["learners"].append(row)
-        g, t = row["greedy_return"], row["final_train_return"]
-        print(f"| {name} | {row['env_steps_per_seed']:,} | {g['mean']:.2f} ± {g['ci95']:.2f} | "
-              f"{t['mean']:.2f} ± {t['ci95']:.2f} | {row['compile_s']:.0f} | {row['train_s']:.0f} | "
-              f"{row['env_steps_per_s']:.3g} |", flush=True)
-    if args.json:
-        os.makedirs(os.path.dirname(args.json) or ".", exist_ok=True)
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=1)
+    if args.task in ("spread", "spread-continuous"):
+        result = run_spread(args, continuous=args.task == "spread-continuous")
+    elif args.task == "rendezvous":
+        result = run_rendezvous(args)
+    else:
+        result = run_grid(args, args.task)
+    for name, stat in result.get("baselines", {}).items():
+        print(f"{name:>8}: {stat['mean']:.3f} ± {stat['ci95']:.3f}")
+    if "mean_optimal_steps" in result:
+        print(f"optimum: {result['mean_optimal_steps']:.3f} steps (mean over {result['layouts']} layouts)")
+    result.update(task=args.task, jax=jax.__version__, device=jax.devices()[0].device_kind)
+    path = args.json or f"benchmarks/results/learning_actor_critic_{args.task}.json"
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(result, f, indent=1)
     return result
 
 
