@@ -47,6 +47,17 @@ def median_seconds(fn, args, repeats: int) -> float:
     return statistics.median(times)
 
 
+def measure_seeds(name: str, iterations: int, repeats: int, seeds: int) -> float:
+    """Training env-steps/s summed over `seeds` seeds vmapped in one program."""
+    env = envs.make("particle-spread", num_agents=3)
+    learner = (make_mappo if name == "mappo" else make_ippo)(env.spec, CONFIG)
+    runner_config = RunnerConfig(num_envs=NUM_ENVS, rollout_len=ROLLOUT,
+                                 total_env_steps=NUM_ENVS * ROLLOUT * iterations)
+    train = jax.vmap(make_train(env, learner, runner_config), in_axes=(0, None))
+    keys = jax.random.split(jax.random.PRNGKey(0), seeds)
+    return seeds * NUM_ENVS * ROLLOUT * iterations / median_seconds(train, (keys, HPARAMS), repeats)
+
+
 def measure(name: str, iterations: int, repeats: int) -> dict:
     env = envs.make("particle-spread", num_agents=3)
     learner = (make_mappo if name == "mappo" else make_ippo)(env.spec, CONFIG)
@@ -116,6 +127,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--learners", nargs="+", default=["ippo", "mappo"], choices=["ippo", "mappo"])
     parser.add_argument("--iterations", type=int, default=40, help="rollout+update iterations per timed run")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--seeds", type=int, default=10,
+                        help="also measure this many seeds vmapped (JaxMARL's shipped config runs 10); 0: skip")
     parser.add_argument("--json", default="benchmarks/results/ppo_speed.json")
     args = parser.parse_args(argv)
     device = jax.devices()[0].device_kind
@@ -130,6 +143,11 @@ def main(argv=None) -> dict:
         rows.append(r)
         print(f"| {name} | {r['train_steps_per_s']:.3g} | {r['train_s']:.3f} | {r['env_s']:.3f} | "
               f"{r['rollout_s']:.3f} | {r['update_s']:.3f} |", flush=True)
+    for r in rows if args.seeds else []:
+        r[f"train_steps_per_s_{args.seeds}_seeds"] = measure_seeds(r["learner"], args.iterations // 2 or 1,
+                                                                   args.repeats, args.seeds)
+        print(f"{r['learner']}, {args.seeds} seeds vmapped: {r[f'train_steps_per_s_{args.seeds}_seeds']:.3g} "
+              "env-steps/s (all seeds together)", flush=True)
     result = {"device": device, "jax": jax.__version__, "cpu_count": os.cpu_count(), "rows": rows}
     if args.json:
         os.makedirs(os.path.dirname(args.json), exist_ok=True)
