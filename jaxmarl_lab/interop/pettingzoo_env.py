@@ -16,8 +16,9 @@ one every agent is removed and that step returns the last observation (the env's
 returns an image of grid-world or particle-spread (see `jaxmarl_lab.render`).
 
 The env's `reset` and `step` are each jit-compiled once per exported env. Randomness:
-`reset(seed=s)` restarts the key stream at `PRNGKey(s)`; `reset()` without a seed
-continues the stream of the previous seed (initially `seed`).
+one key stream, `key, sub = split(key)` before every `reset` and `step` (which get `sub`);
+`reset(seed=s)` restarts it at `PRNGKey(s)`, so its reset key is `split(PRNGKey(s))[1]`;
+`reset()` without a seed continues the stream (which starts at `PRNGKey(seed)`).
 """
 
 from __future__ import annotations
