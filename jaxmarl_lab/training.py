@@ -68,8 +68,23 @@ def seed_keys(run: RunConfig) -> jax.Array:
 
 
 def make_training(run: RunConfig, built: Built | None = None) -> Training:
-    """Builds (and validates) `run` and jits its seed-vmapped init and chunk functions."""
-    built = build(run) if built is None else built
+    """Builds (and validates) `run` and jits its seed-vmapped init and chunk functions.
+
+    The result is cached per run config (it is a pure function of it), so a process
+    that trains, resumes or evaluates the same config compiles each chunk length once.
+    """
+    key = json.dumps(run.to_dict(), sort_keys=True)
+    if key not in _TRAININGS:
+        if len(_TRAININGS) >= 8:
+            _TRAININGS.pop(next(iter(_TRAININGS)))
+        _TRAININGS[key] = _make_training(run, build(run) if built is None else built)
+    return _TRAININGS[key]
+
+
+_TRAININGS: dict[str, Training] = {}
+
+
+def _make_training(run: RunConfig, built: Built) -> Training:
     runner = make_runner(built.env, built.learner, built.runner, built.env_params)
 
     def checked_iterate(state: RunnerState) -> tuple[RunnerState, dict]:
@@ -147,6 +162,9 @@ def resume_run(run_dir: str, *, progress: bool = True, plot: bool = True, stream
     training = make_training(run)
     n = training.built.runner.num_iterations
     k = _read_chunk_updates(run_dir, n)
+    for name in os.listdir(run_dir):  # temporary files of a writer that was killed mid-write
+        if name.startswith(".tmp-"):
+            os.unlink(os.path.join(run_dir, name))
     path = os.path.join(run_dir, CHECKPOINT)
     if os.path.exists(path):
         template = jax.eval_shape(training.init)
