@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -31,6 +32,12 @@ from jaxmarl_lab.testing import random_actions
 TINY = RunConfig(env="grid-world", env_kwargs={"layout": "lesson"}, learner="iql",
                  runner={"num_envs": 4, "rollout_len": 5, "buffer_capacity": 64, "batch_size": 8,
                          "total_env_steps": 80}, num_seeds=2)
+
+
+# 40 iterations of IQL on the lesson grid, a checkpoint after every one (tests/test_cli.py trains the same run).
+SIGKILL_FLAGS = ["--learner", "iql", "--env", "grid-world", "--set", "env_kwargs.layout=lesson",
+                 "--set", "runner.num_envs=4", "--set", "runner.rollout_len=5", "--set", "runner.buffer_capacity=64",
+                 "--set", "runner.batch_size=8", "--steps", "800", "--chunk-updates", "1", "--no-progress"]
 
 
 def leaves(path: str) -> list[np.ndarray]:
@@ -93,9 +100,7 @@ def test_resume_from_a_checkpoint_is_bit_identical(full_run, tmp_path):
 
 def test_sigkill_mid_run_then_resume_gives_identical_params(tmp_path):
     run_dir = str(tmp_path / "killed")
-    flags = ["--learner", "iql", "--env", "grid-world", "--set", "env_kwargs.layout=lesson",
-             "--set", "runner.num_envs=4", "--set", "runner.rollout_len=5", "--set", "runner.buffer_capacity=64",
-             "--set", "runner.batch_size=8", "--steps", "800", "--chunk-updates", "1", "--no-plot", "--no-progress"]
+    flags = [*SIGKILL_FLAGS, "--no-plot"]
     proc = subprocess.Popen([sys.executable, "-m", "jaxmarl_lab", "train", *flags, "--run-dir", run_dir],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     path = os.path.join(run_dir, "checkpoint.npz")
@@ -133,12 +138,15 @@ def test_load_checkpoint_refuses_corrupt_and_mismatched(full_run, tmp_path):
         load_checkpoint(path, jax.eval_shape(training.make_training(wider).init), good_hash)
 
 
-def test_non_finite_loss_stops_with_the_update_and_keeps_the_last_good_checkpoint(tmp_path):
-    run = RunConfig.from_dict({**TINY.to_dict(), "hparams": {"lr": 1e30}, "num_seeds": 1,
-                               "runner": {**TINY.runner, "total_env_steps": 200}})
+def test_non_finite_loss_stops_with_the_update_and_keeps_the_last_good_checkpoint(tmp_path, capsys):
+    from jaxmarl_lab.cli import main
     run_dir = str(tmp_path / "nan")
-    with pytest.raises(training.NonFiniteError, match=r"at update 3 of 10 .*last good checkpoint \(iteration 2\)"):
-        training.train_run(run, run_dir, chunk_updates=2, progress=False, plot=False)
+    flags = [f for f in SIGKILL_FLAGS if f not in ("--chunk-updates", "1")]
+    assert main(["train", *flags, "--set", "hparams.lr=1e30", "--steps", "200", "--chunk-updates", "2",
+                 "--run-dir", run_dir]) == 1  # lr=1e30 gives a non-finite loss at iteration 3 (update 2)
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and re.search(r"^jaxmarl-lab: error: non-finite loss or parameters at update 3 of 10 "
+                                         r".*last good checkpoint \(iteration 2\) is kept", lines[0]), lines
     _, _, state, meta = training.load_run_state(run_dir)
     assert meta["iteration"] == 2
     assert all(np.isfinite(x).all() for x in jax.tree.leaves(state.learner.params))

@@ -56,11 +56,13 @@ def time_compiled(fn, args: tuple, repeats: int) -> tuple[float, float]:
     return compile_s, float(np.median(times))
 
 
-def bench_envs(num_envs: int, num_steps: int, repeats: int) -> None:
+def bench_envs(num_envs: int, num_steps: int, repeats: int, names: list[str] | None = None) -> None:
     from jaxmarl_lab import envs
 
     print(f"environments: {num_envs} envs x {num_steps} steps, random actions, median of {repeats} runs")
     for name, kwargs in ENV_CASES:
+        if names and name not in names:
+            continue
         env = envs.make(name, **kwargs)
         compile_s, run_s = time_compiled(make_rollout(env, num_envs, num_steps), (jax.random.PRNGKey(0),), repeats)
         label = name + "".join(f" {k}={v}" for k, v in kwargs.items())
@@ -85,11 +87,16 @@ def bench_training(learner: str, env_name: str, iterations: int, repeats: int) -
 
 def bench(args: argparse.Namespace) -> int:
     """Prints the device, the jax version, env throughput and training throughput."""
+    from jaxmarl_lab import envs
+
+    unknown = sorted(set(args.bench_envs or ()) - set(envs.registered_names()))
+    if unknown:
+        raise ValueError(f"--bench-envs {unknown} unknown; valid names: {', '.join(envs.registered_names())}")
     devices = jax.devices()
     print(f"jax {jax.__version__}, backend {jax.default_backend()}, devices {[d.device_kind for d in devices]}, "
           f"python {platform.python_version()}, {platform.machine()}")
     if not args.skip_envs:
-        bench_envs(args.num_envs, args.num_steps, args.repeats)
+        bench_envs(args.num_envs, args.num_steps, args.repeats, args.bench_envs)
     if not args.skip_training:
         bench_training(args.learner, args.env, args.train_iterations, args.repeats)
     return 0
@@ -103,6 +110,8 @@ def add_parser(sub) -> None:
     p.add_argument("--num-envs", type=int, default=1024, help="parallel environments for the env benchmark")
     p.add_argument("--num-steps", type=int, default=100, help="steps per environment for the env benchmark")
     p.add_argument("--repeats", type=int, default=3, help="timed runs per measurement (median reported)")
+    p.add_argument("--bench-envs", nargs="+", metavar="NAME", default=None,
+                   help="environments of the env benchmark (default None: all registered ones)")
     p.add_argument("--learner", default="mappo", choices=learner_names(), help="learner of the training benchmark")
     p.add_argument("--env", default="particle-spread", help="environment of the training benchmark")
     p.add_argument("--train-iterations", type=int, default=20, help="iterations per timed training chunk")
