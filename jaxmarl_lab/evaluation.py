@@ -67,9 +67,8 @@ def episode_starts(env, key: jax.Array, params: Any, num_episodes: int):
     `run_episodes` resets with the first half of `jax.random.split(key)`; so does this
     (tests check the two agree by scoring a policy whose return is known from the starts).
     """
-    key_reset, _ = jax.random.split(key)
-    state, _ = env.reset_batch(key_reset, params, num_episodes)
-    return jax.device_get(state)
+    reset = jax.jit(lambda key, params: env.reset_batch(jax.random.split(key)[0], params, num_episodes)[0])
+    return jax.device_get(reset(key, params))
 
 
 def optimal_returns(env, params: Any, key: jax.Array, num_episodes: int) -> tuple[np.ndarray | None, str]:

@@ -160,8 +160,8 @@ def test_load_trained_picks_one_seed(full_run):
     assert all(np.array_equal(a, b[1]) for a, b in zip(jax.tree.leaves(learner_state),
                                                        jax.tree.leaves(state.learner)))
     _, timestep = built.env.reset(jax.random.PRNGKey(0), built.env_params)
-    actions, _ = built.learner.act(jax.random.PRNGKey(1), learner_state, timestep, built.learner.initial_carry(),
-                                   False)
+    act = jax.jit(lambda k, s, ts: built.learner.act(k, s, ts, built.learner.initial_carry(), False)[0])
+    actions = act(jax.random.PRNGKey(1), learner_state, timestep)
     assert actions.shape == (2,)
     with pytest.raises(ValueError, match=r"seed_index must be in \[0, 2\)"):
         training.load_trained(full_run, seed_index=2)
@@ -191,7 +191,7 @@ def test_episode_starts_are_the_starts_run_episodes_plays():
     params = env.default_params()
     key = jax.random.PRNGKey(3)
     still = lambda k, ts, carry: (jnp.zeros(env.spec.action_shape), carry)
-    out = run_episodes(env, still, jnp.zeros(()), key, 6, 25, params)
+    out = jax.jit(lambda k: run_episodes(env, still, jnp.zeros(()), k, 6, 25, params))(key)
     starts = episode_starts(env, key, params, 6).pos  # (6, N, D)
     expected = 25 * np.array([team_reward(s, params.target, params.coupling) for s in starts])
     np.testing.assert_allclose(out["returns"], expected, rtol=1e-4)
@@ -211,7 +211,8 @@ def test_grid_world_optimum_per_random_layout_bounds_every_policy():
     bound = 1.0 - 0.01 * walk
     assert np.all(optimum <= bound + 1e-6) and np.mean(np.isclose(optimum, bound)) > 0.8
     policy = lambda k, ts, carry: (random_actions(k, env.spec, ts.avail_actions), carry)
-    random_returns = np.asarray(run_episodes(env, policy, jnp.zeros(()), key, 32, 50, params)["returns"])
+    random_returns = np.asarray(jax.jit(lambda k: run_episodes(env, policy, jnp.zeros(()), k, 32, 50, params))(key)[
+        "returns"])
     assert np.all(random_returns <= optimum + 1e-5)
     summary = summarize(random_returns[None], optimum)
     assert summary["gap_mean"] > 0 and 0 <= summary["optimal_fraction"] < 1
