@@ -48,8 +48,7 @@ def test_pettingzoo_api_and_seed_tests(name, kwargs):
         assert obs[agent].dtype == np.float32
 
 
-@pytest.mark.parametrize("name,kwargs", [("particle-spread", {}), ("particle-spread", {"continuous_actions": True}),
-                                         ("grid-world", {})])
+@pytest.mark.parametrize("name,kwargs", [("particle-spread", {"continuous_actions": True}), ("grid-world", {})])
 def test_pettingzoo_steps_equal_our_env(name, kwargs):
     pytest.importorskip("pettingzoo")
     env = envs.make(name, **kwargs)
