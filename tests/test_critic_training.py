@@ -78,9 +78,13 @@ def test_phase_ratio_and_cis_on_synthetic_runs_with_known_ratio():
         assert row["return_centralized_ci_low"] < -20.0 < row["return_centralized_ci_high"]
         assert row["return_independent"] == pytest.approx(-30.0, abs=0.2)
     assert rows[0]["frac_seeds_independent_higher"] == 1.0 and rows[2]["frac_seeds_independent_higher"] == 0.0
-    # the ratio is the ratio of seed means, computed by hand for the middle span
+    # the ratio is the ratio of seed means, computed by hand for the middle span; the geometric one too
     means = np.nanmean(var[:, :, 3:6], axis=-1)
     assert rows[1]["pg_variance_ratio"] == pytest.approx(means[:, 1].mean() / means[:, 0].mean())
+    assert rows[1]["pg_variance_geo_ratio"] == pytest.approx(np.exp(np.log(means[:, 1] / means[:, 0]).mean()))
+    for row, want in zip(rows, (2.0, 1.0, 0.5)):
+        assert row["pg_variance_geo_ratio_ci_low"] < row["pg_variance_geo_ratio"] < row["pg_variance_geo_ratio_ci_high"]
+        assert row["pg_variance_geo_ratio"] == pytest.approx(want, rel=0.05)
     finals = report.final_returns({3: runs}, config)
     assert finals[0]["iter_start"] == 8 and finals[0]["return_independent"] == pytest.approx(
         ret[:, 1, 8].mean())
@@ -128,5 +132,7 @@ def test_writers(tiny_runs, tmp_path):
     assert payload["config"]["seeds"] == 2 and payload["key_seed"] == 3
     assert np.asarray(payload["per_seed_phase_means"]["2"]["late"]["pg_variance"]).shape == (2, 2)
     assert (tmp_path / "critic_variance_training.png").stat().st_size > 1000
+    raw = np.load(out["paths"]["raw"])
+    np.testing.assert_array_equal(raw["N2_pg_variance"], tiny_runs.pg_variance)
     assert not [p for p in tmp_path.iterdir() if ".tmp-" in p.name]  # no temporary file left behind
     assert "| 2 |" in report.format_markdown(out["records"], out["final"])

@@ -4,6 +4,9 @@ NumPy only; it reads `critic_training.CriticRuns` arrays `(S, 2, I)` (seeds, cri
 centralized first, iterations). Ratios are independent / centralized of the seed-mean
 `pg_variance` (the ratio of means, as in Part 1), with the paired percentile bootstrap
 of `variance_report.bootstrap_ratio_ci`: a resample draws whole seeds, both critics together.
+The per-seed variances are heavy-tailed (a few seeds can carry a ratio of means), so the
+geometric mean of the per-seed ratios, `exp(mean_s log(ind_s / cen_s))`, is reported too,
+with the bootstrap CI of the mean log ratio, and the fraction of seeds whose ratio is > 1.
 A seed whose phase-mean `pg_variance` is not finite under either critic is left out of
 that phase's ratio (and counted: `valid_seeds`).
 Every file is written atomically (a temporary file, then `os.replace`).
@@ -29,6 +32,7 @@ FINAL_FRACTION = 0.1  # the final return is the mean over the last 10% of iterat
 COLUMNS = ("num_agents", "phase", "iter_start", "iter_end", "env_steps_start", "env_steps_end",
            "seeds", "valid_seeds", "pg_variance_centralized", "pg_variance_independent",
            "pg_variance_ratio", "pg_variance_ratio_ci_low", "pg_variance_ratio_ci_high",
+           "pg_variance_geo_ratio", "pg_variance_geo_ratio_ci_low", "pg_variance_geo_ratio_ci_high",
            "frac_seeds_independent_higher", "advantage_std_centralized", "advantage_std_independent",
            "return_centralized", "return_centralized_ci_low", "return_centralized_ci_high",
            "return_independent", "return_independent_ci_low", "return_independent_ci_high")
@@ -78,12 +82,17 @@ def summarize_span(runs, num_agents: int, span: tuple[int, int], phase: str, ste
     ret = ret[np.isfinite(ret).all(axis=1)]  # seeds with an ended episode in the span under both critics
     rng = np.random.default_rng([num_agents, start, 2102])
     ratio, low, high = bootstrap_ratio_ci(var[:, 1], var[:, 0], "mean", num_bootstrap, level, rng)
+    with np.errstate(divide="ignore", invalid="ignore"):  # a zero variance gives an infinite log ratio
+        log_ratio = np.log(var[:, 1] / var[:, 0])
+    geo = np.exp(bootstrap_mean_ci(log_ratio, num_bootstrap, level, rng)) if var.size else (math.nan,) * 3
     row = {"num_agents": int(num_agents), "phase": phase, "iter_start": start, "iter_end": end,
            "env_steps_start": start * steps_per_iteration, "env_steps_end": end * steps_per_iteration,
            "seeds": int(valid.size), "valid_seeds": int(valid.sum()),
            "pg_variance_centralized": float(var[:, 0].mean()) if var.size else math.nan,
            "pg_variance_independent": float(var[:, 1].mean()) if var.size else math.nan,
            "pg_variance_ratio": ratio, "pg_variance_ratio_ci_low": low, "pg_variance_ratio_ci_high": high,
+           "pg_variance_geo_ratio": float(geo[0]), "pg_variance_geo_ratio_ci_low": float(geo[1]),
+           "pg_variance_geo_ratio_ci_high": float(geo[2]),
            "frac_seeds_independent_higher": float((var[:, 1] > var[:, 0]).mean()) if var.size else math.nan,
            "advantage_std_centralized": float(adv[:, 0].mean()) if adv.size else math.nan,
            "advantage_std_independent": float(adv[:, 1].mean()) if adv.size else math.nan}
@@ -121,6 +130,7 @@ def ratio_curve(runs, blocks: int, steps_per_iteration: int, num_bootstrap: int 
     rows = [summarize_span(runs, 0, span, "", steps_per_iteration, num_bootstrap)
             for span in phase_spans(iterations, min(blocks, iterations))]
     keys = ("pg_variance_ratio", "pg_variance_ratio_ci_low", "pg_variance_ratio_ci_high",
+            "pg_variance_geo_ratio", "pg_variance_geo_ratio_ci_low", "pg_variance_geo_ratio_ci_high",
             "return_centralized", "return_centralized_ci_low", "return_centralized_ci_high",
             "return_independent", "return_independent_ci_low", "return_independent_ci_high")
     curve = {k: [r[k] for r in rows] for k in keys}
@@ -129,10 +139,11 @@ def ratio_curve(runs, blocks: int, steps_per_iteration: int, num_bootstrap: int 
 
 
 def format_row(r: dict[str, Any]) -> str:
+    ci = lambda k: f"{r[k]:6.3f} [{r[k + '_ci_low']:.3f}, {r[k + '_ci_high']:.3f}]"
     return (f"N={r['num_agents']} {r['phase']:<7} steps {r['env_steps_start']:>9,}-{r['env_steps_end']:<9,} "
-            f"pg-var ratio ind/cen {r['pg_variance_ratio']:6.3f} [{r['pg_variance_ratio_ci_low']:.3f}, "
-            f"{r['pg_variance_ratio_ci_high']:.3f}]  (ind > cen in {100 * r['frac_seeds_independent_higher']:.0f}% "
-            f"of seeds)  return cen {r['return_centralized']:7.2f} ind {r['return_independent']:7.2f}  "
+            f"pg-var ratio ind/cen: of means {ci('pg_variance_ratio')}, geometric {ci('pg_variance_geo_ratio')}  "
+            f"(ind > cen in {100 * r['frac_seeds_independent_higher']:.0f}% of seeds)  "
+            f"return cen {r['return_centralized']:7.2f} ind {r['return_independent']:7.2f}  "
             f"({r['valid_seeds']}/{r['seeds']} seeds)")
 
 
@@ -141,19 +152,20 @@ def format_table(records: Sequence[dict[str, Any]]) -> str:
 
 
 def format_markdown(records: Sequence[dict[str, Any]], finals: Sequence[dict[str, Any]]) -> str:
-    """A markdown table: per N, the ratio in each phase and both final returns, 95% CIs."""
+    """A markdown table per N: the geometric-mean ratio in each phase, the last phase's ratio
+    of means and share of seeds with ratio > 1, and both final returns; 95% CIs."""
     phases = list(dict.fromkeys(r["phase"] for r in records))
-    head = ("| N | " + " | ".join(f"ratio ind/cen, {p}" for p in phases)
-            + " | final return MAPPO | final return IPPO |")
-    lines = [head, "|" + "---|" * (len(phases) + 3)]
-    ci = lambda v, lo, hi, f: f"{v:{f}} [{lo:{f}}, {hi:{f}}]"
+    head = ("| N | " + " | ".join(f"geo-mean ratio, {p}" for p in phases)
+            + f" | ratio of means, {phases[-1]} | seeds IPPO > MAPPO, {phases[-1]} "
+            "| final return MAPPO | final return IPPO |")
+    lines = [head, "|---|" + "---:|" * (len(phases) + 4)]
+    ci = lambda r, k, f: f"{r[k]:{f}} [{r[k + '_ci_low']:{f}}, {r[k + '_ci_high']:{f}}]"
     for final in finals:
-        n = final["num_agents"]
-        cells = [ci(r["pg_variance_ratio"], r["pg_variance_ratio_ci_low"], r["pg_variance_ratio_ci_high"], ".2f")
-                 for r in records if r["num_agents"] == n]
-        rets = [ci(final[f"return_{c}"], final[f"return_{c}_ci_low"], final[f"return_{c}_ci_high"], ".1f")
-                for c in ("centralized", "independent")]
-        lines.append(f"| {n} | " + " | ".join(cells + rets) + " |")
+        rows = [r for r in records if r["num_agents"] == final["num_agents"]]
+        cells = [ci(r, "pg_variance_geo_ratio", ".2f") for r in rows]
+        cells += [ci(rows[-1], "pg_variance_ratio", ".2f"), f"{100 * rows[-1]['frac_seeds_independent_higher']:.0f}%"]
+        cells += [ci(final, f"return_{c}", ".1f") for c in ("centralized", "independent")]
+        lines.append(f"| {final['num_agents']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -197,53 +209,66 @@ def write_json(payload: dict[str, Any], path: str) -> None:
 
 
 def plot(records: Sequence[dict[str, Any]], curves: dict[int, dict[str, list]], path: str) -> None:
-    """Three panels: the ratio over training per N; the ratio per phase against N; both returns."""
+    """Four panels: both ratios over training per N; the geometric ratio per phase against N; returns."""
     import matplotlib  # lazily: plotting is an optional extra
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 3, figsize=(16, 4.6))
+    fig, axes = plt.subplots(2, 2, figsize=(13, 9))
     colors = dict(zip(sorted(curves), plt.rcParams["axes.prop_cycle"].by_key()["color"]))
     for n, c in sorted(curves.items()):
         x = np.asarray(c["env_steps"])
-        axes[0].plot(x, c["pg_variance_ratio"], marker=".", color=colors[n], label=f"N = {n}")
-        axes[0].fill_between(x, c["pg_variance_ratio_ci_low"], c["pg_variance_ratio_ci_high"],
-                             color=colors[n], alpha=0.2)
+        for ax, key in ((axes[0, 0], "pg_variance_geo_ratio"), (axes[0, 1], "pg_variance_ratio")):
+            ax.plot(x, c[key], marker=".", color=colors[n], label=f"N = {n}")
+            ax.fill_between(x, c[key + "_ci_low"], c[key + "_ci_high"], color=colors[n], alpha=0.2)
         for critic, style in (("centralized", "-"), ("independent", "--")):
-            axes[2].plot(x, c[f"return_{critic}"], style, color=colors[n],
-                         label=f"N = {n}, {'MAPPO' if critic == 'centralized' else 'IPPO'}")
-            axes[2].fill_between(x, c[f"return_{critic}_ci_low"], c[f"return_{critic}_ci_high"],
-                                 color=colors[n], alpha=0.12)
+            axes[1, 1].plot(x, c[f"return_{critic}"], style, color=colors[n],
+                            label=f"N = {n}, {'MAPPO' if critic == 'centralized' else 'IPPO'}")
+            axes[1, 1].fill_between(x, c[f"return_{critic}_ci_low"], c[f"return_{critic}_ci_high"],
+                                    color=colors[n], alpha=0.12)
     phases = list(dict.fromkeys(r["phase"] for r in records))
     for p, phase in enumerate(phases):
         rows = sorted((r for r in records if r["phase"] == phase), key=lambda r: r["num_agents"])
         n = np.array([r["num_agents"] for r in rows]) + 0.08 * (p - (len(phases) - 1) / 2)
-        y = np.array([r["pg_variance_ratio"] for r in rows])
-        err = [y - [r["pg_variance_ratio_ci_low"] for r in rows], [r["pg_variance_ratio_ci_high"] for r in rows] - y]
-        axes[1].errorbar(n, y, yerr=err, marker="o", capsize=3, label=phase)
-    for ax in axes[:2]:
+        y = np.array([r["pg_variance_geo_ratio"] for r in rows])
+        err = [y - [r["pg_variance_geo_ratio_ci_low"] for r in rows],
+               [r["pg_variance_geo_ratio_ci_high"] for r in rows] - y]
+        axes[1, 0].errorbar(n, y, yerr=err, marker="o", capsize=3, label=phase)
+    titles = ("geometric mean of per-seed ratios over training", "ratio of seed means over training",
+              "geometric-mean ratio per phase of training")
+    for ax, title in zip((axes[0, 0], axes[0, 1], axes[1, 0]), titles):
         ax.axhline(1.0, color="gray", linewidth=0.8, linestyle="--")
         ax.set_yscale("log")
         ax.set_ylabel("pg variance, IPPO / MAPPO")
+        ax.set_title(title + " (95% CI)", fontsize=10)
         ax.legend(fontsize=8)
-    axes[0].set_xlabel("env steps per seed")
-    axes[0].set_title("ratio over training (95% paired bootstrap CI)")
-    axes[1].set_xlabel("number of agents N")
-    axes[1].set_xticks(sorted(curves))
-    axes[1].set_title("ratio per phase of training")
-    axes[2].set_xlabel("env steps per seed")
-    axes[2].set_ylabel("training return (per agent, per episode)")
-    axes[2].set_title("returns: MAPPO solid, IPPO dashed")
-    axes[2].legend(fontsize=7, ncol=2)
+    for ax in (axes[0, 0], axes[0, 1], axes[1, 1]):
+        ax.set_xlabel("env steps per seed")
+    axes[1, 0].set_xlabel("number of agents N")
+    axes[1, 0].set_xticks(sorted(curves))
+    axes[1, 1].set_ylabel("training return (per agent, per episode)")
+    axes[1, 1].set_title("returns: MAPPO solid, IPPO dashed (95% CI)", fontsize=10)
+    axes[1, 1].legend(fontsize=7, ncol=2)
     fig.tight_layout()
-    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=100, format="png"))
     plt.close(fig)
+
+
+def write_raw(runs_by_n: dict[int, Any], path: str) -> None:
+    """The raw `CriticRuns` as `.npz`, arrays named `N<n>_<field>` of shape `(S, 2, I)`."""
+    arrays = {f"N{n}_{name}": np.asarray(getattr(runs, name)) for n, runs in runs_by_n.items()
+              for name in runs._fields}
+
+    def write(tmp):
+        with open(tmp, "wb") as f:  # a file object: numpy does not append ".npz" to the temporary name
+            np.savez_compressed(f, **arrays)
+    atomic_write(path, write)
 
 
 def write_outputs(runs_by_n: dict[int, Any], config, out_dir: str, extra: dict | None = None,
                   stem: str = "critic_variance_training", blocks: int = 12) -> dict[str, Any]:
-    """Summarizes the runs and writes `<stem>.csv`, `.json`, `.png` under `out_dir`.
+    """Summarizes the runs and writes `<stem>.csv`, `.json`, `.png` and `<stem>_raw.npz` under `out_dir`.
 
     Returns `{"records", "final", "curves", "paths"}`. The JSON holds the config, the table,
     the final returns, the curves and the per-seed phase means `(S, 2)` (for re-analysis).
@@ -262,4 +287,6 @@ def write_outputs(runs_by_n: dict[int, Any], config, out_dir: str, extra: dict |
                 "records": records, "final_returns": finals, "curves": {str(n): c for n, c in curves.items()},
                 "per_seed_phase_means": per_seed, **(extra or {})}, paths["json"])
     plot(records, curves, paths["png"])
+    paths["raw"] = os.path.join(out_dir, f"{stem}_raw.npz")
+    write_raw(runs_by_n, paths["raw"])
     return {"records": records, "final": finals, "curves": curves, "paths": paths}
