@@ -51,6 +51,7 @@ class Episode(NamedTuple):
     targets: jax.Array  # (T+1, L, 2) float32, goals (grid-world, L = N) or landmarks
     reward: jax.Array  # (T+1, N) float32, reward of the step into the frame (0 at frame 0 and after the end)
     ended: jax.Array  # (T+1,) bool, the episode ended at or before this frame
+    terminated: jax.Array  # (T+1,) bool, it ended at this frame by reaching a terminal state
 
 
 def agent_colour(i: int) -> tuple[int, int, int]:
@@ -123,17 +124,19 @@ def episode_positions(env: Any, env_params: Any, policy: Policy, carry: Any, key
         keep = lambda old, new: jax.tree.map(lambda a, b: jnp.where(ended, a, b), old, new)
         state, timestep = keep(state, next_state), keep(timestep, next_ts)
         reward = jnp.where(ended, 0.0, next_ts.reward)
+        terminal = terminated & ~ended
         ended = ended | terminated | truncated
         agents, targets = positions(env, state)
-        return (state, timestep, carry, ended), (agents, targets, reward, ended)
+        return (state, timestep, carry, ended), (agents, targets, reward, ended, terminal)
 
     first = positions(env, state)
     loop = (state, timestep, carry, jnp.zeros((), bool))
-    _, (agents, targets, reward, ended) = jax.lax.scan(body, loop, jax.random.split(key, steps))
+    _, (agents, targets, reward, ended, terminal) = jax.lax.scan(body, loop, jax.random.split(key, steps))
     n = env.spec.num_agents
     stack = lambda x0, xs: jnp.concatenate([x0[None], xs])
-    return Episode(stack(first[0], agents), stack(first[1], targets),
-                   stack(jnp.zeros((n,), jnp.float32), reward), stack(jnp.zeros((), bool), ended))
+    false = jnp.zeros((), bool)
+    return Episode(stack(first[0], agents), stack(first[1], targets), stack(jnp.zeros((n,), jnp.float32), reward),
+                   stack(false, ended), stack(false, terminal))
 
 
 def episode_length(episode: Episode) -> int:
@@ -229,7 +232,8 @@ def draw_frames(env: Any, episode: Episode, env_params: Any) -> list[np.ndarray]
 def render_state(env: Any, state: Any, env_params: Any) -> np.ndarray:
     """One `(H, W, 3)` uint8 image of a single environment's state (e.g. for PettingZoo)."""
     agents, targets = (np.asarray(x) for x in positions(env, state))
-    episode = Episode(agents[None], targets[None], np.zeros((1, env.spec.num_agents)), np.zeros((1,), bool))
+    no = np.zeros((1,), bool)
+    episode = Episode(agents[None], targets[None], np.zeros((1, env.spec.num_agents)), no, no)
     return _frame(env, env_params, agents, targets, f"step {int(state.step)}", plane_extent(episode))
 
 
@@ -275,7 +279,8 @@ def render_episode(env: Any, env_params: Any, policy: Policy, carry: Any, key: j
 
     Returns:
         `write_episode`'s dict plus `length` (steps shown), `ended` (the episode ended
-        within `steps`), `return` (per-agent mean reward summed) and `frames`.
+        within `steps`), `terminated` (it ended in a terminal state, not by the time
+        limit), `return` (per-agent mean reward summed) and `frames`.
 
     Raises:
         ValueError: for an env that cannot be rendered or `steps`/`fps`/`strip_frames` < 1.
@@ -292,5 +297,6 @@ def render_episode(env: Any, env_params: Any, policy: Policy, carry: Any, key: j
     result = write_episode(frames, out_dir, fps, strip_frames)
     trimmed = trim(episode)
     result.update(length=len(frames) - 1, ended=bool(np.asarray(episode.ended).any()),
+                  terminated=bool(np.asarray(episode.terminated).any()),
                   frames=len(frames), **{"return": float(np.asarray(trimmed.reward).mean(axis=-1).sum())})
     return result

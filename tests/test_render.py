@@ -40,6 +40,7 @@ def test_grid_world_lesson_episode_frames_and_files(tmp_path):
     policy, carry = _plan_policy(plan)
     episode = jax.jit(lambda k: render.episode_positions(env, params, policy, carry, k, 10))(jax.random.PRNGKey(0))
     assert render.episode_length(episode) == 3  # the plan solves the lesson in 3 steps, then the episode ends
+    np.testing.assert_array_equal(np.asarray(episode.terminated), np.arange(11) == 3)
     agents = np.asarray(episode.agents)
     np.testing.assert_array_equal(agents[0], grid_world.LESSON_STARTS)
     np.testing.assert_array_equal(agents[3], grid_world.LESSON_GOALS)
@@ -82,6 +83,7 @@ def test_particle_spread_positions_match_env_step_and_pixels():
     key = jax.random.PRNGKey(3)
     episode = jax.jit(lambda k: render.episode_positions(env, params, policy, jnp.zeros(()), k, 30))(key)
     assert render.episode_length(episode) == 25  # mpe2's 25-step episodes, ended by truncation
+    assert not np.asarray(episode.terminated).any()
     key_reset, _ = jax.random.split(key)
     state, _ = env.reset(key_reset, params)
     np.testing.assert_allclose(np.asarray(episode.agents[0]), np.asarray(state.agent_pos.T), atol=1e-6)

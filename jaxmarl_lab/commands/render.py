@@ -57,7 +57,10 @@ def render_command(args: argparse.Namespace) -> int:
     steps = args.steps if args.steps is not None else int(env.time_limit(params))
     result = render.render_episode(env, params, policy, carry, jax.random.PRNGKey(args.seed), steps, args.out,
                                    fps=args.fps, strip_frames=args.strip_frames)
-    end = "ended" if result["ended"] else f"still running after {steps} steps"
+    if result["ended"]:
+        end = "terminated" if result["terminated"] else "truncated at the time limit"
+    else:
+        end = f"still running after {steps} steps"
     print(f"{env.spec.name}, {label}: {result['length']} steps ({end}), per-agent return {result['return']:.3f}")
     print(f"wrote {result['gif']} ({result['frames']} frames) and {result['strip']} "
           f"({len(result['strip_indices'])} frames: {result['strip_indices']})")
