@@ -52,6 +52,10 @@ def plot_learning_curve(env_steps: np.ndarray, returns: np.ndarray, path: str, t
         mean, half = curve_band(returns)
         ax.plot(env_steps, mean, lw=1.5, label=f"mean of {returns.shape[1]} seeds")
         ax.fill_between(env_steps, mean - half, mean + half, alpha=0.25, lw=0, label="95% CI")
+        low, high = np.nanmin(returns), np.nanmax(returns)  # frame the data; a 2-seed band can be huge
+        if np.isfinite(low) and np.isfinite(high):
+            pad = 0.05 * (high - low) or 0.05 * max(abs(high), 1.0)
+            ax.set_ylim(low - pad, high + pad)
     ax.set_xlabel("environment steps per seed")
     ax.set_ylabel("training episode return (per agent)")
     ax.set_title(title, fontsize=10)

@@ -29,7 +29,7 @@ def format_result(res: dict) -> str:
         lines.append("  per seed: " + ", ".join(f"{m:.3f}" for m in res["per_seed_mean"]))
     if "gap_mean" in res:
         gap_ci = "n/a" if res["gap_ci95"] != res["gap_ci95"] else f"{res['gap_ci95']:.3f}"
-        lines.append(f"  optimum ({res['optimum']}): {res['optimum_mean']:.3f}; gap {res['gap_mean']:.3f} +- "
+        lines.append(f"  optimum ({res['optimum']}): {res['optimum_mean']:.3f}; gap {round(res['gap_mean'], 3) + 0.0:.3f} +- "
                      f"{gap_ci}; optimal in {100 * res['optimal_fraction']:.0f}% of episodes")
     else:
         lines.append(f"  optimum: {res['optimum']}")

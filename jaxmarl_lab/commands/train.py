@@ -65,6 +65,7 @@ def train(args: argparse.Namespace) -> int:
     """Trains (or resumes) a run; prints a summary and where the results are."""
     from jaxmarl_lab import training
 
+    run_dir = args.resume or args.run_dir
     try:
         if args.resume:
             given = [f"--{name.replace('_', '-')}" for name in _RUN_FLAGS if getattr(args, name) not in (None, False)]
@@ -75,15 +76,14 @@ def train(args: argparse.Namespace) -> int:
             run = load_run_config(f"{args.resume}/{training.CONFIG}")
         else:
             run = run_config_from_args(args)
-            run_dir = args.run_dir or f"runs/{run.learner}-{run.env}"
+            run_dir = run_dir or f"runs/{run.learner}-{run.env}"
             result = training.train_run(run, run_dir, chunk_updates=args.chunk_updates, overwrite=args.overwrite,
                                         progress=not args.no_progress, plot=not args.no_plot)
     except training.NonFiniteError as e:
-        print(f"jaxmarl-lab: error: {e}", file=sys.stderr)
+        print(f"{chr(10) if sys.stderr.isatty() else ''}jaxmarl-lab: error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        where = args.resume or args.run_dir or "RUN_DIR"
-        print(f"\ninterrupted; continue with: jaxmarl-lab train --resume {where}", file=sys.stderr)
+        print(f"\ninterrupted; continue with: jaxmarl-lab train --resume {run_dir or 'RUN_DIR'}", file=sys.stderr)
         return 130
     returns = [r for r in result.final_return if r is not None]
     ret = f"{sum(returns) / len(returns):.3f}" if returns else "n/a"
