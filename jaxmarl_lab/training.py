@@ -46,7 +46,7 @@ class NonFiniteError(RuntimeError):
 
 
 class TrainResult(NamedTuple):
-    run_dir: str
+    run_dir: str  # the run directory written
     iterations: int  # iterations done per seed
     env_steps: int  # environment steps per seed
     final_return: list  # (S,) mean training episode return of each seed over the last chunk
@@ -56,10 +56,10 @@ class TrainResult(NamedTuple):
 class Training(NamedTuple):
     """The jitted pieces of one run: `init() -> state (S, ...)`, `chunk(state, k) -> (state, metrics (k, S))`."""
 
-    built: Built
-    run: RunConfig
-    init: Callable[[], RunnerState]
-    chunk: Callable[[RunnerState, int], tuple[RunnerState, dict]]
+    built: Built  # env, learner, runner config and hparams of the run
+    run: RunConfig  # the run config it was built from
+    init: Callable[[], RunnerState]  # jitted; RunnerState with a leading (S,) seed axis
+    chunk: Callable[[RunnerState, int], tuple[RunnerState, dict]]  # jitted, k static; metrics (k, S)
 
 
 def seed_keys(run: RunConfig) -> jax.Array:
