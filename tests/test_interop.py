@@ -107,6 +107,11 @@ def test_pettingzoo_render_and_bad_render_mode():
 
 
 # ----- JaxMARL ------------------------------------------------------------------------------
+def test_from_jaxmarl_refuses_a_non_jaxmarl_env():
+    with pytest.raises(ValueError, match="must be a JaxMARL MultiAgentEnv; GridWorld lacks"):
+        from_jaxmarl(envs.make("grid-world"))
+
+
 @pytest.fixture(scope="module")
 def jaxmarl_spread():
     jaxmarl = pytest.importorskip("jaxmarl")

@@ -12,8 +12,10 @@ the `EnvSpec` says. `infos[agent]["action_mask"]` holds the agent's available ac
 (discrete envs). Our episodes end for the whole team at once, so on the step that ends
 one every agent is removed and that step returns the last observation (the env's
 `final_obs`, before its auto-reset); call `reset()` to start the next episode.
-`state()` is the env's global state. With `render_mode="rgb_array"`, `render()`
-returns an image of grid-world or particle-spread (see `jaxmarl_lab.render`).
+`state()` is the env's global state (on the ending step, the final one). With
+`render_mode="rgb_array"`, `render()` returns an image of grid-world or particle-spread
+(see `jaxmarl_lab.render`) of the current state; after an episode's end that is already
+the next episode's start (our `step` auto-resets).
 
 The env's `reset` and `step` are each jit-compiled once per exported env. Randomness:
 one key stream, `key, sub = split(key)` before every `reset` and `step` (which get `sub`);
