@@ -286,7 +286,7 @@ def make_groups(spec: SweepSpec, dims: list[Dimension], points: list[dict]) -> l
     groups = []
     for members in by_group.values():
         overrides = {k: points[members[0]][k] for k in shape_keys}
-        run = point_run_config(spec, dims, points[members[0]])
+        run = dataclasses.replace(point_run_config(spec, dims, points[members[0]]), hparams=spec.base.hparams)
         try:
             built = build(run)
         except ValueError as e:
@@ -495,7 +495,7 @@ def _done_members(out_dir: str, spec: SweepSpec, overwrite: bool, num_points: in
         done[row["point"], row["seed_index"]] = True
     if jax.process_count() > 1:
         from jax.experimental import multihost_utils
-        done = np.asarray(multihost_utils.broadcast_one_to_all(done))
+        done = np.array(multihost_utils.broadcast_one_to_all(done), bool)  # a writable copy
     return rows, done
 
 
