@@ -38,7 +38,7 @@ def test_pettingzoo_api_and_seed_tests(name, kwargs):
     env = envs.make(name, **kwargs)
     pz = to_pettingzoo(env)
     with warnings.catch_warnings():
-        warnings.simplefilter("error")  # the API test reports most problems as warnings
+        warnings.simplefilter("error", UserWarning)  # the API test reports most problems as warnings
         parallel_api_test(pz, num_cycles=60)  # 60 > every default episode length: covers an end
         parallel_seed_test(lambda: to_pettingzoo(env), num_cycles=10)
     assert pz.possible_agents == [f"agent_{i}" for i in range(env.spec.num_agents)]
