@@ -68,23 +68,31 @@ def seed_keys(run: RunConfig) -> jax.Array:
 
 
 def make_training(run: RunConfig, built: Built | None = None) -> Training:
-    """Builds (and validates) `run` and jits its seed-vmapped init and chunk functions.
+    """Builds (and validates) `run` and its jitted, seed-vmapped init and chunk functions.
 
-    The result is cached per run config (it is a pure function of it), so a process
-    that trains, resumes or evaluates the same config compiles each chunk length once.
+    The jitted functions depend only on what sets shapes and control flow, so they are
+    cached under the run config without its hparams (traced values in the state),
+    seeds (an argument) and budget: a process that trains, resumes or evaluates runs
+    that differ only in those compiles each chunk length once per number of seeds.
     """
-    key = json.dumps(run.to_dict(), sort_keys=True)
-    if key not in _TRAININGS:
-        if len(_TRAININGS) >= 8:
-            _TRAININGS.pop(next(iter(_TRAININGS)))
-        _TRAININGS[key] = _make_training(run, build(run) if built is None else built)
-    return _TRAININGS[key]
+    built = build(run) if built is None else built
+    static = run.to_dict()
+    static.update(hparams={}, seed=0, num_seeds=1,
+                  runner={k: v for k, v in static["runner"].items() if k != "total_env_steps"})
+    key = json.dumps(static, sort_keys=True)
+    if key not in _COMPILED:
+        if len(_COMPILED) >= 8:
+            _COMPILED.pop(next(iter(_COMPILED)))
+        _COMPILED[key] = _jitted_functions(built)
+    init, chunk = _COMPILED[key]
+    return Training(built, run, lambda: init(seed_keys(run), built.hparams), chunk)
 
 
-_TRAININGS: dict[str, Training] = {}
+_COMPILED: dict[str, tuple[Callable, Callable]] = {}
 
 
-def _make_training(run: RunConfig, built: Built) -> Training:
+def _jitted_functions(built: Built) -> tuple[Callable, Callable]:
+    """`init(keys (S, 2), hparams) -> state (S, ...)` and `chunk(state, k)`, both jitted."""
     runner = make_runner(built.env, built.learner, built.runner, built.env_params)
 
     def checked_iterate(state: RunnerState) -> tuple[RunnerState, dict]:
@@ -99,13 +107,13 @@ def _make_training(run: RunConfig, built: Built) -> Training:
         metrics["updates"] = state.learner.updates
         return state, metrics
 
-    def init() -> RunnerState:
-        return jax.vmap(runner.init, in_axes=(0, None))(seed_keys(run), built.hparams)
+    def init(keys: jax.Array, hparams: Any) -> RunnerState:
+        return jax.vmap(runner.init, in_axes=(0, None))(keys, hparams)
 
     def chunk(state: RunnerState, length: int) -> tuple[RunnerState, dict]:
         return jax.lax.scan(lambda s, _: jax.vmap(checked_iterate)(s), state, None, length=length)
 
-    return Training(built, run, jax.jit(init), jax.jit(chunk, static_argnums=1))
+    return jax.jit(init), jax.jit(chunk, static_argnums=1)
 
 
 def default_chunk_updates(num_iterations: int) -> int:

@@ -142,16 +142,17 @@ def test_non_finite_loss_stops_with_the_update_and_keeps_the_last_good_checkpoin
     from jaxmarl_lab.cli import main
     run_dir = str(tmp_path / "nan")
     flags = [f for f in SIGKILL_FLAGS if f not in ("--chunk-updates", "1")]
+    # lr=1e30 gives a non-finite loss at iteration 3 (update 2); two seeds, as TINY (compiled once)
     assert main(["train", *flags, "--set", "hparams.lr=1e30", "--steps", "200", "--chunk-updates", "2",
-                 "--run-dir", run_dir]) == 1  # lr=1e30 gives a non-finite loss at iteration 3 (update 2)
+                 "--seeds", "2", "--run-dir", run_dir]) == 1
     lines = capsys.readouterr().err.strip().splitlines()
-    assert len(lines) == 1 and re.search(r"^jaxmarl-lab: error: non-finite loss or parameters at update 3 of 10 "
-                                         r".*last good checkpoint \(iteration 2\) is kept", lines[0]), lines
+    assert len(lines) == 1 and re.search(r"^jaxmarl-lab: error: non-finite loss or parameters at update 3 of 10 \(seed 0, "
+                                         r"learner update 2\).*last good checkpoint \(iteration 2\) is kept", lines[0]), lines
     _, _, state, meta = training.load_run_state(run_dir)
     assert meta["iteration"] == 2
     assert all(np.isfinite(x).all() for x in jax.tree.leaves(state.learner.params))
     rows = training.read_metrics(os.path.join(run_dir, "metrics.jsonl"))
-    assert [r["iteration"] for r in rows] == [1, 2, 3] and rows[2]["loss"] == [None]
+    assert [r["iteration"] for r in rows] == [1, 2, 3] and rows[2]["loss"] == [None, None]
 
 
 def test_load_trained_picks_one_seed(full_run):
