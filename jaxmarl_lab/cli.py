@@ -36,7 +36,9 @@ def main(argv: list[str] | None = None) -> int:
     for name in getattr(args, "positive", ()):
         value = getattr(args, name)
         if value is not None and value < 1:
-            parser.error(f"--{name.replace('_', '-')} must be >= 1, got {value}")
+            print(f"jaxmarl-lab: error: --{name.replace('_', '-')} must be an integer >= 1, got {value}",
+                  file=sys.stderr)
+            return 2
     try:
         return args.func(args)
     except (ValueError, FileExistsError, FileNotFoundError) as e:
