@@ -540,8 +540,12 @@ def run_sweep(spec: SweepSpec, out_dir: str, *, chunk_size: int | None = None, m
         todo = [(i, s) for i, p in enumerate(group.points) for s in range(num_seeds) if not done[p, s]]
         if not todo or (max_chunks is not None and chunks_run >= max_chunks):
             continue
-        budget = memory_budget or device_budget(devices[0])
+        budget = memory_budget or device_budget(jax.local_devices()[0])
         plan = plan_chunks(len(group.points) * num_seeds, len(devices), member_bytes(group.built), budget, chunk_size)
+        if jax.process_count() > 1:  # every process must run the same chunks: the smallest plan wins
+            from jax.experimental import multihost_utils
+            per_device = int(np.min(multihost_utils.process_allgather(np.int32(plan.per_device))))
+            plan = plan._replace(per_device=per_device)
         num_chunks = -(-len(todo) // plan.chunk)
         label = f"group {g + 1}/{len(groups)} {group.overrides or ''}".rstrip()
         say(f"sweep: {label}: {len(todo)} members on {len(devices)} device(s), {plan.per_device} per device per "
