@@ -10,6 +10,7 @@ and timings) and the plot (PNG), and prints a markdown table for the README.
     python benchmarks/critic_variance_training.py                        # 32 seeds, 40k steps
     python benchmarks/critic_variance_training.py --env-steps 5000000    # on a GPU
     python benchmarks/critic_variance_training.py --num-agents 3 --seeds 8 --env-steps 20000
+    python benchmarks/critic_variance_training.py --rewrite-from-raw     # re-summarize the saved run
 
 On a CPU the script asks XLA for one host device per core (before importing JAX), and the
 seeds are split across them.
@@ -26,8 +27,31 @@ from jaxmarl_lab.cli import main  # noqa: E402  (after XLA_FLAGS)
 
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "critic_variance_training")
 
+
+
+def rewrite_from_raw(out_dir: str) -> None:
+    """Recomputes the table, JSON and plot from the saved raw arrays (no training), keeping
+    the config, timings and key of the run that made them."""
+    import json
+
+    from jaxmarl_lab.experiments import critic_training, critic_training_report as report
+
+    stem = os.path.join(out_dir, "critic_variance_training")
+    with open(stem + ".json") as f:
+        payload = json.load(f)
+    config = critic_training.CriticTrainingConfig(**{**payload["config"],
+                                                     "num_agents": tuple(payload["config"]["num_agents"])})
+    extra = {k: payload[k] for k in ("key_seed", "timing", "devices", "platform", "jax", "complete") if k in payload}
+    out = report.write_outputs(report.load_raw(stem + "_raw.npz"), config, out_dir, extra)
+    print(report.format_table(out["records"]))
+    print(report.format_markdown(out["records"], out["final"]))
+
+
 if __name__ == "__main__":
     argv = sys.argv[1:]
+    if argv[:1] == ["--rewrite-from-raw"]:  # e.g. after a change to the report: no retraining
+        rewrite_from_raw(argv[1] if len(argv) > 1 else OUT)
+        sys.exit(0)
     if "--out" not in argv:
         argv += ["--out", OUT]
     sys.exit(main(["variance", "--part", "2"] + argv))

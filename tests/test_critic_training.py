@@ -85,6 +85,8 @@ def test_phase_ratio_and_cis_on_synthetic_runs_with_known_ratio():
     for row, want in zip(rows, (2.0, 1.0, 0.5)):
         assert row["pg_variance_geo_ratio_ci_low"] < row["pg_variance_geo_ratio"] < row["pg_variance_geo_ratio_ci_high"]
         assert row["pg_variance_geo_ratio"] == pytest.approx(want, rel=0.05)
+        # advantage std of 1 everywhere: the per-advantage-variance ratio is the same number
+        assert row["pg_variance_per_adv_var_geo_ratio"] == pytest.approx(row["pg_variance_geo_ratio"])
     finals = report.final_returns({3: runs}, config)
     assert finals[0]["iter_start"] == 8 and finals[0]["return_independent"] == pytest.approx(
         ret[:, 1, 8].mean())
@@ -132,7 +134,7 @@ def test_writers(tiny_runs, tmp_path):
     assert payload["config"]["seeds"] == 2 and payload["key_seed"] == 3
     assert np.asarray(payload["per_seed_phase_means"]["2"]["late"]["pg_variance"]).shape == (2, 2)
     assert (tmp_path / "critic_variance_training.png").stat().st_size > 1000
-    raw = np.load(out["paths"]["raw"])
-    np.testing.assert_array_equal(raw["N2_pg_variance"], tiny_runs.pg_variance)
+    for got, want in zip(report.load_raw(out["paths"]["raw"])[2], tiny_runs):
+        np.testing.assert_array_equal(got, want)
     assert not [p for p in tmp_path.iterdir() if ".tmp-" in p.name]  # no temporary file left behind
     assert "| 2 |" in report.format_markdown(out["records"], out["final"])

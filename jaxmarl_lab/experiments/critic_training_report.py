@@ -7,6 +7,9 @@ of `variance_report.bootstrap_ratio_ci`: a resample draws whole seeds, both crit
 The per-seed variances are heavy-tailed (a few seeds can carry a ratio of means), so the
 geometric mean of the per-seed ratios, `exp(mean_s log(ind_s / cen_s))`, is reported too,
 with the bootstrap CI of the mean log ratio, and the fraction of seeds whose ratio is > 1.
+`pg_variance` scales with the square of the advantages, so the same geometric ratio of
+`pg_variance / advantage_std^2` (per iteration, then averaged over the span) is reported as
+well: it is ~1 when the critics differ only in the scale of their advantages.
 A seed whose phase-mean `pg_variance` is not finite under either critic is left out of
 that phase's ratio (and counted: `valid_seeds`).
 Every file is written atomically (a temporary file, then `os.replace`).
@@ -33,7 +36,9 @@ COLUMNS = ("num_agents", "phase", "iter_start", "iter_end", "env_steps_start", "
            "seeds", "valid_seeds", "pg_variance_centralized", "pg_variance_independent",
            "pg_variance_ratio", "pg_variance_ratio_ci_low", "pg_variance_ratio_ci_high",
            "pg_variance_geo_ratio", "pg_variance_geo_ratio_ci_low", "pg_variance_geo_ratio_ci_high",
-           "frac_seeds_independent_higher", "advantage_std_centralized", "advantage_std_independent",
+           "pg_variance_per_adv_var_geo_ratio", "pg_variance_per_adv_var_geo_ratio_ci_low",
+           "pg_variance_per_adv_var_geo_ratio_ci_high", "frac_seeds_independent_higher",
+           "advantage_std_centralized", "advantage_std_independent",
            "return_centralized", "return_centralized_ci_low", "return_centralized_ci_high",
            "return_independent", "return_independent_ci_low", "return_independent_ci_high")
 
@@ -77,14 +82,18 @@ def summarize_span(runs, num_agents: int, span: tuple[int, int], phase: str, ste
     var = span_means(runs.pg_variance, start, end)  # (S, 2)
     ret = span_means(runs.episode_return, start, end)
     adv = span_means(runs.advantage_std, start, end)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        per_adv = span_means(np.asarray(runs.pg_variance, np.float64) / np.square(runs.advantage_std), start, end)
     valid = np.isfinite(var).all(axis=1)  # seeds in the ratio
-    var, adv = var[valid], adv[valid]
+    var, adv, per_adv = var[valid], adv[valid], per_adv[valid]
     ret = ret[np.isfinite(ret).all(axis=1)]  # seeds with an ended episode in the span under both critics
     rng = np.random.default_rng([num_agents, start, 2102])
     ratio, low, high = bootstrap_ratio_ci(var[:, 1], var[:, 0], "mean", num_bootstrap, level, rng)
     with np.errstate(divide="ignore", invalid="ignore"):  # a zero variance gives an infinite log ratio
         log_ratio = np.log(var[:, 1] / var[:, 0])
+        log_per_adv = np.log(per_adv[:, 1] / per_adv[:, 0])
     geo = np.exp(bootstrap_mean_ci(log_ratio, num_bootstrap, level, rng)) if var.size else (math.nan,) * 3
+    geo_adv = np.exp(bootstrap_mean_ci(log_per_adv, num_bootstrap, level, rng)) if var.size else (math.nan,) * 3
     row = {"num_agents": int(num_agents), "phase": phase, "iter_start": start, "iter_end": end,
            "env_steps_start": start * steps_per_iteration, "env_steps_end": end * steps_per_iteration,
            "seeds": int(valid.size), "valid_seeds": int(valid.sum()),
@@ -93,6 +102,9 @@ def summarize_span(runs, num_agents: int, span: tuple[int, int], phase: str, ste
            "pg_variance_ratio": ratio, "pg_variance_ratio_ci_low": low, "pg_variance_ratio_ci_high": high,
            "pg_variance_geo_ratio": float(geo[0]), "pg_variance_geo_ratio_ci_low": float(geo[1]),
            "pg_variance_geo_ratio_ci_high": float(geo[2]),
+           "pg_variance_per_adv_var_geo_ratio": float(geo_adv[0]),
+           "pg_variance_per_adv_var_geo_ratio_ci_low": float(geo_adv[1]),
+           "pg_variance_per_adv_var_geo_ratio_ci_high": float(geo_adv[2]),
            "frac_seeds_independent_higher": float((var[:, 1] > var[:, 0]).mean()) if var.size else math.nan,
            "advantage_std_centralized": float(adv[:, 0].mean()) if adv.size else math.nan,
            "advantage_std_independent": float(adv[:, 1].mean()) if adv.size else math.nan}
@@ -156,14 +168,16 @@ def format_markdown(records: Sequence[dict[str, Any]], finals: Sequence[dict[str
     of means and share of seeds with ratio > 1, and both final returns; 95% CIs."""
     phases = list(dict.fromkeys(r["phase"] for r in records))
     head = ("| N | " + " | ".join(f"geo-mean ratio, {p}" for p in phases)
-            + f" | ratio of means, {phases[-1]} | seeds IPPO > MAPPO, {phases[-1]} "
+            + f" | ratio of means, {phases[-1]} | per advantage variance, {phases[-1]} "
+            f"| seeds IPPO > MAPPO, {phases[-1]} "
             "| final return MAPPO | final return IPPO |")
-    lines = [head, "|---|" + "---:|" * (len(phases) + 4)]
+    lines = [head, "|---|" + "---:|" * (len(phases) + 5)]
     ci = lambda r, k, f: f"{r[k]:{f}} [{r[k + '_ci_low']:{f}}, {r[k + '_ci_high']:{f}}]"
     for final in finals:
         rows = [r for r in records if r["num_agents"] == final["num_agents"]]
         cells = [ci(r, "pg_variance_geo_ratio", ".2f") for r in rows]
-        cells += [ci(rows[-1], "pg_variance_ratio", ".2f"), f"{100 * rows[-1]['frac_seeds_independent_higher']:.0f}%"]
+        cells += [ci(rows[-1], "pg_variance_ratio", ".3g"), ci(rows[-1], "pg_variance_per_adv_var_geo_ratio", ".2f"),
+                  f"{100 * rows[-1]['frac_seeds_independent_higher']:.0f}%"]
         cells += [ci(final, f"return_{c}", ".1f") for c in ("centralized", "independent")]
         lines.append(f"| {final['num_agents']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -253,6 +267,15 @@ def plot(records: Sequence[dict[str, Any]], curves: dict[int, dict[str, list]], 
     fig.tight_layout()
     atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=100, format="png"))
     plt.close(fig)
+
+
+def load_raw(path: str) -> dict[int, Any]:
+    """The `{N: CriticRuns}` that `write_raw` saved (NumPy arrays)."""
+    from jaxmarl_lab.experiments.critic_training import CriticRuns
+
+    with np.load(path) as data:
+        agents = sorted({int(name.split("_")[0][1:]) for name in data.files})
+        return {n: CriticRuns(*(data[f"N{n}_{field}"] for field in CriticRuns._fields)) for n in agents}
 
 
 def write_raw(runs_by_n: dict[int, Any], path: str) -> None:
