@@ -108,10 +108,15 @@ class RunConfig:
         return dataclasses.asdict(self)
 
 
-def load_run_config(path: str) -> RunConfig:
-    """Reads a `.json` or `.toml` run file. Raises ValueError naming the file on bad content."""
+def read_config_file(path: str, what: str = "run config") -> dict:
+    """The top-level table of a `.toml` or `.json` file.
+
+    Raises:
+        ValueError: naming `what` and the file when it is missing, unparsable or not a table.
+    """
+    kind = "TOML" if path.endswith(".toml") else "JSON"
     try:
-        if path.endswith(".toml"):
+        if kind == "TOML":
             import tomllib
             with open(path, "rb") as f:
                 values = tomllib.load(f)
@@ -119,13 +124,17 @@ def load_run_config(path: str) -> RunConfig:
             with open(path) as f:
                 values = json.load(f)
     except FileNotFoundError:
-        raise ValueError(f"run config {path!r} does not exist") from None
-    except (json.JSONDecodeError, ValueError) as e:
-        raise ValueError(f"run config {path!r} is not valid {'TOML' if path.endswith('.toml') else 'JSON'}: {e}") \
-            from None
+        raise ValueError(f"{what} {path!r} does not exist") from None
+    except ValueError as e:  # JSONDecodeError and TOMLDecodeError
+        raise ValueError(f"{what} {path!r} is not valid {kind}: {e}") from None
     if not isinstance(values, dict):
-        raise ValueError(f"run config {path!r} must hold an object/table at the top level")
-    return RunConfig.from_dict(values)
+        raise ValueError(f"{what} {path!r} must hold an object/table at the top level")
+    return values
+
+
+def load_run_config(path: str) -> RunConfig:
+    """Reads a `.json` or `.toml` run file. Raises ValueError naming the file on bad content."""
+    return RunConfig.from_dict(read_config_file(path, "run config"))
 
 
 def write_json_atomic(path: str, data: Any) -> None:

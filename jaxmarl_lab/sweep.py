@@ -49,7 +49,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxmarl_lab import sweep_report
-from jaxmarl_lab.config import LEARNERS, Built, RunConfig, build, learner_names
+from jaxmarl_lab.config import LEARNERS, Built, RunConfig, build, learner_names, read_config_file
 from jaxmarl_lab.runner import RunnerConfig, make_runner, make_train
 
 SWEEP_KEYS = ("search", "mode", "num_samples", "sample_seed")
@@ -105,21 +105,7 @@ class SweepSpec:
 
 def load_sweep(path: str) -> SweepSpec:
     """Reads a `.json` or `.toml` sweep file. Raises ValueError naming the file on bad content."""
-    try:
-        if path.endswith(".toml"):
-            import tomllib
-            with open(path, "rb") as f:
-                values = tomllib.load(f)
-        else:
-            with open(path) as f:
-                values = json.load(f)
-    except FileNotFoundError:
-        raise ValueError(f"sweep file {path!r} does not exist") from None
-    except ValueError as e:  # JSONDecodeError and TOMLDecodeError
-        raise ValueError(f"sweep file {path!r} is not valid {'TOML' if path.endswith('.toml') else 'JSON'}: "
-                         f"{e}") from None
-    if not isinstance(values, dict):
-        raise ValueError(f"sweep file {path!r} must hold an object/table at the top level")
+    values = read_config_file(path, "sweep file")
     return SweepSpec.from_dict(values)
 
 

@@ -36,6 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxmarl_lab import envs
+from jaxmarl_lab.experiments.variance import shard_over_seeds
 from jaxmarl_lab.learners import PPOConfig, PPOHParams, make_ippo, make_mappo
 from jaxmarl_lab.runner import RunnerConfig, make_train
 
@@ -147,22 +148,8 @@ def make_critic_runs_fn(config: CriticTrainingConfig, num_agents: int,
     """
     if num_agents not in config.num_agents:
         raise ValueError(f"num_agents must be one of config.num_agents {config.num_agents}, got {num_agents!r}")
-    devices = list(devices or jax.devices())
-    num_dev = len(devices)
-    padded = -(-config.seeds // num_dev) * num_dev
-
-    def run(key):
-        seed_keys = jax.random.split(key, config.seeds)
-        if num_dev == 1:
-            return train_critics(seed_keys, config, num_agents)
-        seed_keys = jnp.concatenate([seed_keys, seed_keys[:padded - config.seeds]])
-        mesh = jax.sharding.Mesh(np.asarray(devices), ("seeds",))
-        spec = jax.sharding.PartitionSpec("seeds")
-        out = jax.shard_map(lambda k: train_critics(k, config, num_agents), mesh=mesh,
-                            in_specs=spec, out_specs=spec, check_vma=False)(seed_keys)
-        return jax.tree.map(lambda x: x[:config.seeds], out)
-
-    return jax.jit(run)
+    return jax.jit(lambda key: shard_over_seeds(lambda k: train_critics(k, config, num_agents),
+                                                jax.random.split(key, config.seeds), devices))
 
 
 def run_critic_training(key: jax.Array | int = 0, config: CriticTrainingConfig | None = None,

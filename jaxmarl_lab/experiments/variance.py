@@ -47,7 +47,7 @@ numbers into the table, confidence intervals and plot.
 from __future__ import annotations
 
 import dataclasses
-from typing import NamedTuple, Sequence
+from typing import Any, Callable, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -297,22 +297,8 @@ def make_sweep_fn(config: VarianceConfig, devices: Sequence[jax.Device] | None =
     one device per core (XLA runs this program single-threaded otherwise).
     """
     cells = make_cells(config)
-    devices = list(devices or jax.devices())
-    num_dev = len(devices)
-    padded = -(-config.seeds // num_dev) * num_dev
-
-    def sweep(key):
-        seed_keys = jax.random.split(key, config.seeds)
-        if num_dev == 1:
-            return run_seeds_cells(seed_keys, cells, config)
-        seed_keys = jnp.concatenate([seed_keys, seed_keys[:padded - config.seeds]])
-        mesh = jax.sharding.Mesh(np.asarray(devices), ("seeds",))
-        spec = jax.sharding.PartitionSpec("seeds")
-        out = jax.shard_map(lambda k: run_seeds_cells(k, cells, config), mesh=mesh,
-                            in_specs=spec, out_specs=spec, check_vma=False)(seed_keys)
-        return jax.tree.map(lambda x: x[:config.seeds], out)
-
-    return jax.jit(sweep)
+    return jax.jit(lambda key: shard_over_seeds(lambda k: run_seeds_cells(k, cells, config),
+                                                jax.random.split(key, config.seeds), devices))
 
 
 def run_variance_sweep(key: jax.Array | int = 0, config: VarianceConfig | None = None, **overrides):
@@ -334,3 +320,22 @@ def run_variance_sweep(key: jax.Array | int = 0, config: VarianceConfig | None =
     records = [variance_report.summarize_cell(raw, index, n, c, cell_lr(config, n, c))
                for index, (n, c) in enumerate(config.cells)]
     return records, raw
+
+
+def shard_over_seeds(run: Callable[[jax.Array], Any], seed_keys: jax.Array, devices: Sequence | None = None) -> Any:
+    """`run(seed_keys)` with the seeds split evenly over `devices` (default `jax.devices()`).
+
+    Uses `shard_map` over a one-axis `Mesh`; the seeds are padded (with repeats) to a
+    multiple of the device count and the padding is dropped from every output leaf.
+    `run` maps keys `(K, ...)` to outputs with a leading `K` axis.
+    """
+    devices = list(devices or jax.devices())
+    num_dev, seeds = len(devices), seed_keys.shape[0]
+    if num_dev == 1:
+        return run(seed_keys)
+    padded = -(-seeds // num_dev) * num_dev
+    seed_keys = jnp.concatenate([seed_keys, seed_keys[:padded - seeds]])
+    mesh = jax.sharding.Mesh(np.asarray(devices), ("seeds",))
+    spec = jax.sharding.PartitionSpec("seeds")
+    out = jax.shard_map(run, mesh=mesh, in_specs=spec, out_specs=spec, check_vma=False)(seed_keys)
+    return jax.tree.map(lambda x: x[:seeds], out)
