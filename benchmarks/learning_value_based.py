@@ -43,7 +43,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxmarl_lab import envs
+from jaxmarl_lab import envs, evaluation
 from jaxmarl_lab.baselines import make_evaluate_policy, random_policy, scripted_spread_policy
 from jaxmarl_lab.envs.grid_world import _successors, optimal_steps
 from jaxmarl_lab.learners.value_based import ValueConfig, ValueHParams, make_iql, make_qmix, make_vdn
@@ -99,22 +99,11 @@ TASKS: dict[str, TaskConfig] = {
 
 
 # ----- statistics -------------------------------------------------------------------------
-def t_quantile_975(df: int) -> float:
-    """The 97.5% quantile of Student's t with `df` degrees of freedom."""
-    try:
-        from scipy import stats
-        return float(stats.t.ppf(0.975, df))
-    except ImportError:  # a table for small df, the normal quantile beyond
-        table = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306,
-                 9: 2.262, 10: 2.228, 15: 2.131, 20: 2.086, 30: 2.042}
-        return table.get(df, 1.96 if df > 30 else table[min(k for k in table if k >= df)])
-
-
 def mean_ci(values: Any) -> dict:
-    """Mean and 95% t-interval half-width over seeds."""
+    """Mean and 95% t-interval half-width over seeds (`jaxmarl_lab.evaluation.mean_ci`), with the values."""
     x = np.asarray(values, np.float64)
-    half = t_quantile_975(len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x)) if len(x) > 1 else float("nan")
-    return {"mean": float(x.mean()), "ci95": float(half), "per_seed": x.tolist()}
+    mean, half = evaluation.mean_ci(x)
+    return {"mean": mean, "ci95": half, "per_seed": x.tolist()}
 
 
 # ----- training ---------------------------------------------------------------------------
