@@ -55,7 +55,8 @@ def part2(args: argparse.Namespace) -> int:
 
     config = experiment.CriticTrainingConfig(num_agents=tuple(args.num_agents), seeds=args.seeds,
                                              env_steps=args.env_steps, num_envs=args.num_envs,
-                                             phases=args.phases, grad_var_samples=args.grad_var_samples)
+                                             phases=args.phases, grad_var_samples=args.grad_var_samples,
+                                             gamma=args.gamma, value_norm=args.value_norm)
     key = jax.random.key(args.key)
     print(f"MAPPO vs IPPO on particle-spread N in {config.num_agents}: {config.seeds} seeds x "
           f"{config.iterations} iterations of {config.num_envs} envs x {config.rollout_len} steps "
@@ -108,4 +109,9 @@ def add_parser(sub) -> None:
     g2.add_argument("--phases", type=int, default=3, help="spans of training the ratio is reported on")
     g2.add_argument("--grad-var-samples", type=int, default=64,
                     help="agent-steps per iteration for the per-sample policy-gradient variance")
+    g2.add_argument("--gamma", type=float, default=0.95,
+                    help="discount of both learners (at 0.99 IPPO's normalised critic diverges on "
+                         "particle-spread: see jaxmarl_lab/experiments/critic_training.py)")
+    g2.add_argument("--no-value-norm", dest="value_norm", action="store_false",
+                    help="train both critics on raw value targets instead of normalised ones")
     p.set_defaults(func=variance, positive=("steps", "env_steps", "num_envs", "phases", "grad_var_samples"))
