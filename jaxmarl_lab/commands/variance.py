@@ -103,7 +103,7 @@ def add_parser(sub) -> None:
                          "cell (the independent critic can still diverge from gradient noise)")
     g2 = p.add_argument_group("part 2")
     g2.add_argument("--env-steps", type=int, default=40_000,
-                    help="training budget per seed and critic (~25 min for N = 2 3 4 6 on a shared 2-core "
+                    help="training budget per seed and critic (~10 min for N = 2 3 4 6 on the 2-core "
                          "CPU; a GPU affords 5000000)")
     g2.add_argument("--num-envs", type=int, default=16, help="environments per seed")
     g2.add_argument("--phases", type=int, default=3, help="spans of training the ratio is reported on")

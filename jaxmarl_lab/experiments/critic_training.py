@@ -67,7 +67,7 @@ class CriticTrainingConfig:
 
     num_agents: tuple[int, ...] = (2, 3, 4, 6)
     seeds: int = 32
-    env_steps: int = 40_000  # per seed and critic; ~25 min for N = 2, 3, 4, 6 on a shared 2-core CPU
+    env_steps: int = 40_000  # per seed and critic; ~10 min for N = 2, 3, 4, 6 on the 2-core CPU
     num_envs: int = 16  # B
     rollout_len: int = 25  # T, one particle-spread episode
     phases: int = 3  # equal spans of iterations the ratio is reported on (early / middle / late)
