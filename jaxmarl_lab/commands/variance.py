@@ -13,6 +13,8 @@ import time
 
 import jax
 
+from jaxmarl_lab.xla_flags import add_xla_flag
+
 PART1_DEFAULTS = {"seeds": 10_000, "num_agents": [2, 4, 8, 16], "out": "runs/variance"}
 PART2_DEFAULTS = {"seeds": 32, "num_agents": [2, 3, 4, 6], "out": "runs/critic_variance_training"}
 
@@ -25,7 +27,7 @@ def variance(args: argparse.Namespace) -> int:
             setattr(args, name, value)
     # One XLA host device per core, so the seeds are split over the cores; it only takes
     # effect if JAX's backend has not started yet in this process, and never overrides the user.
-    os.environ.setdefault("XLA_FLAGS", f"--xla_force_host_platform_device_count={os.cpu_count() or 1}")
+    add_xla_flag(f"--xla_force_host_platform_device_count={os.cpu_count() or 1}")
     return part2(args) if args.part == 2 else part1(args)
 
 
