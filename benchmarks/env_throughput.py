@@ -24,7 +24,6 @@ import time
 from typing import Callable
 
 import jax
-import jax.numpy as jnp
 
 from jaxmarl_lab import envs
 

@@ -31,7 +31,6 @@ import numpy as np
 
 from jaxmarl_lab import sweep as sweeps
 from jaxmarl_lab.config import build
-from jaxmarl_lab.runner import make_train
 
 
 def make_spec(points: int, seeds: int, steps: int) -> sweeps.SweepSpec:

@@ -14,7 +14,7 @@ import pytest
 
 from jaxmarl_lab.envs.rendezvous import team_reward
 from jaxmarl_lab.experiments import variance_report
-from jaxmarl_lab.experiments.variance import (CellParams, SeedResult, VarianceConfig, cell_lr, curvature,
+from jaxmarl_lab.experiments.variance import (SeedResult, VarianceConfig, cell_lr, curvature,
                                               expected_team_reward, make_cells, make_sweep_fn,
                                               masked_team_reward, run_seed, run_seeds_cells, seed_draws)
 
