@@ -221,6 +221,24 @@ def test_mlp_act_shapes():
     assert carry.shape == (2, H)
 
 
+def test_mlp_unroll_over_all_steps_equals_the_step_by_step_scan():
+    # An MLP's Q-values are computed on all T steps at once; the GRU's scan, run on the same
+    # MLP (which passes its state through), must give the same Q at obs_t and next_obs_t.
+    from jaxmarl_lab.learners.value_based import _unroll
+    s = setup("vdn-grid-mlp")
+    state = s.init(jax.random.key(1), hparams())
+    network = networks.make_agent_network(s.spec.num_agents, s.spec.obs_dim, s.spec.action_size, H, False, True)
+    seq = jax.tree.map(lambda x: x[0], random_batch(s.spec, 7))
+    q_all, q_next_all = jit(lambda p, b: _unroll(network, p, b, H, 2, recurrent=False))(state.params, seq)
+    q_scan, q_next_scan = jit(lambda p, b: _unroll(network, p, b, H, 2, recurrent=True))(state.params, seq)
+    assert q_all.shape == (T, 2, s.spec.action_size)
+    np.testing.assert_allclose(q_all, q_scan, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(q_next_all, q_next_scan, rtol=1e-6, atol=1e-6)
+    q_none, q_next_only = _unroll(network, state.params, seq, H, 2, recurrent=False, need_q=False)
+    assert q_none is None
+    np.testing.assert_allclose(q_next_only, q_next_all, rtol=1e-6, atol=1e-6)
+
+
 def test_explore_with_epsilon_one_is_uniform_over_available_actions():
     s = setup("qmix-grid-gru")
     state = s.init(jax.random.key(1), hparams(eps_start=1.0, eps_end=1.0))

@@ -106,12 +106,20 @@ def _optimizer(hparams: ValueHParams) -> optax.GradientTransformation:
     return optax.chain(optax.clip_by_global_norm(hparams.max_grad_norm), optax.adam(hparams.lr))
 
 
-def _unroll(network, params, batch: Transition, hidden_dim: int, num_agents: int):
+def _unroll(network, params, batch: Transition, hidden_dim: int, num_agents: int, recurrent: bool,
+            need_q: bool = True):
     """Q-values of one sequence: at `obs_t` `(T, N, A)` and at `next_obs_t` `(T, N, A)`.
 
     The recurrent state is reset where `first_t`; the value at `next_obs_t` continues
     from the state after `obs_t`, which is right both inside an episode and at its end.
+    An MLP has no state to carry, so it runs on all T steps at once instead of a T-step
+    scan (on CPU this halves the update's time), and skips `obs_t` when `need_q` is False
+    (the target network only bootstraps; its Q at `obs_t` is then None).
     """
+    hidden0 = jnp.zeros((num_agents, hidden_dim))
+    if not recurrent:
+        q_of = jax.vmap(lambda obs: network.apply(params, hidden0, obs, jnp.zeros((), bool))[1])
+        return (q_of(batch.obs) if need_q else None), q_of(batch.next_obs)
 
     def step(hidden, inputs):
         obs, first, next_obs = inputs
@@ -119,7 +127,6 @@ def _unroll(network, params, batch: Transition, hidden_dim: int, num_agents: int
         _, q_next = network.apply(params, hidden, next_obs, jnp.zeros((), bool))
         return hidden, (q, q_next)
 
-    hidden0 = jnp.zeros((num_agents, hidden_dim))
     _, (q_t, q_next_t) = jax.lax.scan(step, hidden0, (batch.obs, batch.first, batch.next_obs))
     return q_t, q_next_t
 
@@ -166,8 +173,8 @@ def make_value_learner(spec: EnvSpec, config: ValueConfig, mixer: str) -> Learne
         """TD(lambda) loss of one sequence `(T, ...)`; returns (loss, (q_mean, target_mean))."""
         params, mixer_params = online
         target_params, target_mixer_params = target
-        q_t, q_next_online_t = _unroll(network, params, seq, h, n)
-        _, q_next_target_t = _unroll(network, target_params, seq, h, n)
+        q_t, q_next_online_t = _unroll(network, params, seq, h, n, config.recurrent)
+        _, q_next_target_t = _unroll(network, target_params, seq, h, n, config.recurrent, need_q=False)
         chosen_t = jnp.take_along_axis(q_t, seq.action[..., None], axis=-1)[..., 0]  # (T, N)
         if config.double_q:
             next_v_t = ops.double_q_value(jax.lax.stop_gradient(q_next_online_t), q_next_target_t,
