@@ -46,8 +46,11 @@ DEFAULT_STEPS = {"mappo": 5_000_000, "ippo": 5_000_000, "maddpg": 2_000_000}
 EVAL_EPISODES = 128
 
 
-def learner_setup(name: str, env, steps: int, task: str):
-    """`(learner, RunnerConfig, hparams, description)` for one learner on one task."""
+def learner_setup(name: str, env, steps: int, task: str, ppo: dict | None = None, anneal_lr: bool = False):
+    """`(learner, RunnerConfig, hparams, description)` for one learner on one task.
+
+    `ppo` overrides MAPPO/IPPO hyperparameters by name; `anneal_lr` decays their lr linearly
+    to 0 over the run's `steps`."""
     if name in ("mappo", "ippo"):
         make = make_mappo if name == "mappo" else make_ippo
         config, hparams = PPO_CONFIG, PPO_HPARAMS
@@ -55,6 +58,7 @@ def learner_setup(name: str, env, steps: int, task: str):
             hparams = hparams._replace(lr=1e-3, ent_coef=0.0)
         if task == "spread-continuous":
             hparams = hparams._replace(lr=1e-3, ent_coef=0.0)
+        hparams = hparams._replace(**(ppo or {}), **({"lr_anneal_steps": float(steps)} if anneal_lr else {}))
         # grid-world: one 50-step episode per rollout (with 10-step rollouts 1-2 of 8 lesson seeds
         # settled on a policy that never reached the goal; with 50, none did)
         rollout = 50 if task in ("lesson", "grid5") else 25
@@ -71,9 +75,9 @@ def learner_setup(name: str, env, steps: int, task: str):
     return learner, runner, hparams, {"config": dataclasses.asdict(config), "hparams": hparams._asdict()}
 
 
-def train_seeds(name: str, env, steps: int, seeds: int, task: str):
+def train_seeds(name: str, env, steps: int, seeds: int, task: str, args: argparse.Namespace):
     """Trains `seeds` seeds as one vmapped jit: (final RunnerState, metrics, learner, runner, row)."""
-    learner, runner, hparams, described = learner_setup(name, env, steps, task)
+    learner, runner, hparams, described = learner_setup(name, env, steps, task, args.ppo, args.anneal_lr)
     train = jax.vmap(make_train(env, learner, runner), in_axes=(0, None))
     keys = jax.random.split(jax.random.PRNGKey(0), seeds)
     (final, metrics), compile_s, run_s = timed_jit(train, keys, hparams)
@@ -110,7 +114,7 @@ def run_spread(args, continuous: bool) -> dict:
     rows = []
     for name in args.learners:
         steps = args.steps or DEFAULT_STEPS[name]
-        final, learner, row = train_seeds(name, env, steps, args.seeds, args.task)
+        final, learner, row = train_seeds(name, env, steps, args.seeds, args.task, args)
         row["greedy_return"] = mean_ci(greedy_returns(env, learner, final, jax.random.PRNGKey(1)).mean(axis=1))
         rows.append(row)
         report(row, "greedy_return")
@@ -133,7 +137,7 @@ def run_rendezvous(args) -> dict:
     rows = []
     for name in args.learners:
         steps = args.steps or 1_000_000
-        final, learner, row = train_seeds(name, env, steps, args.seeds, "rendezvous")
+        final, learner, row = train_seeds(name, env, steps, args.seeds, "rendezvous", args)
         returns = greedy_returns(env, learner, final, key)  # (seeds, K), same episodes as `optimum`
         row["greedy_return"] = mean_ci(returns.mean(axis=1))
         row["gap_to_optimum"] = mean_ci((returns - optimum[None]).mean(axis=1))
@@ -158,7 +162,7 @@ def run_grid(args, task: str) -> dict:
     rows = []
     for name in args.learners:
         steps = args.steps or (200_000 if task == "lesson" else 2_000_000)
-        final, learner, row = train_seeds(name, env, steps, args.seeds, task)
+        final, learner, row = train_seeds(name, env, steps, args.seeds, task, args)
         evaluate = jax.jit(jax.vmap(make_layout_evaluate(env, learner, 50), in_axes=(0, None, None)))
         steps_taken = np.asarray(evaluate(final.learner, jnp.asarray(starts), jnp.asarray(goals)))  # (seeds, K)
         row["greedy_steps"] = mean_ci(steps_taken.mean(axis=1))
@@ -180,6 +184,21 @@ TASKS = {"spread": ("mappo", "ippo", "maddpg"), "spread-continuous": ("mappo", "
          "rendezvous": ("mappo", "ippo", "maddpg"), "lesson": ("mappo", "ippo"), "grid5": ("mappo", "ippo")}
 
 
+def parse_overrides(parser: argparse.ArgumentParser, pairs: list[str]) -> dict:
+    """`["gamma=0.95", ...]` -> `{"gamma": 0.95}`, each name a PPOHParams field with a number."""
+    out = {}
+    for pair in pairs:
+        name, _, value = pair.partition("=")
+        if name not in PPOHParams._fields:
+            parser.error(f"--ppo: unknown hyperparameter {name!r}; valid: {', '.join(PPOHParams._fields)}")
+        try:
+            out[name] = float(value)
+        except ValueError:
+            parser.error(f"--ppo {name}: expected a number, got {value!r}")
+    PPOHParams.create(**out)  # range check: a clear ValueError naming the field
+    return out
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--task", default="spread", choices=sorted(TASKS))
@@ -189,8 +208,13 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--steps", type=int, default=None,
                         help="env steps per seed (default: spread 5M PPO / 2M MADDPG, rendezvous 1M, "
                              "lesson 200k, grid5 2M)")
+    parser.add_argument("--ppo", nargs="+", default=[], metavar="NAME=VALUE",
+                        help="override MAPPO/IPPO hyperparameters, e.g. --ppo gamma=0.95 ent_coef=0.005")
+    parser.add_argument("--anneal-lr", action="store_true",
+                        help="MAPPO/IPPO: decay lr linearly to 0 over the run (lr_anneal_steps = --steps)")
     parser.add_argument("--json", default=None, help="default: benchmarks/results/learning_actor_critic_TASK.json")
     args = parser.parse_args(argv)
+    args.ppo = parse_overrides(parser, args.ppo)
     args.learners = args.learners or list(TASKS[args.task])
     if args.seeds < 2:
         parser.error(f"--seeds must be >= 2 for a confidence interval, got {args.seeds}")

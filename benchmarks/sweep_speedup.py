@@ -6,11 +6,15 @@ iterations). Two ways:
 
   sweep     `jaxmarl_lab.sweep.run_sweep`: one compile, all 256 runs vmapped, in chunks of
             `--chunk-size` runs (one device).
-  separate  per point, as libraries that launch one process per trial do: a fresh env,
-            learner and `make_train` closure, `jax.jit(jax.vmap(train))` compiled on its own
-            (lower + compile, timed) and run on the point's 4 seeds vmapped together (timed).
+  separate  per point, as JaxMARL's and Mava's sweeps do: one fresh Python process per trial
+            (this script with `--worker P`), which imports JAX, builds the env, learner and
+            `make_train` closure, compiles `jax.jit(jax.vmap(train))` (lower + compile, timed
+            inside) and runs it on the point's 4 seeds vmapped together (timed inside). The
+            process's wall time is the trial's cost; the compile + run times measured inside
+            the process give a second, lower-bound baseline that leaves out start-up.
 
     python benchmarks/sweep_speedup.py            # full: 64 points x 4 seeds
+    python benchmarks/sweep_speedup.py --cpu-devices 2   # the sweep sharded over 2 host devices
     python benchmarks/sweep_speedup.py --quick    # smoke run: 4 points x 2 seeds, 2,000 steps
 
 Writes benchmarks/results/sweep_speedup.json (or `--json`). Timings are wall-clock on
@@ -23,6 +27,8 @@ import argparse
 import json
 import os
 import platform
+import subprocess
+import sys
 import tempfile
 import time
 
@@ -31,6 +37,7 @@ import numpy as np
 
 from jaxmarl_lab import sweep as sweeps
 from jaxmarl_lab.config import build
+from jaxmarl_lab.xla_flags import add_xla_flag
 
 
 def make_spec(points: int, seeds: int, steps: int) -> sweeps.SweepSpec:
@@ -43,34 +50,50 @@ def make_spec(points: int, seeds: int, steps: int) -> sweeps.SweepSpec:
 
 
 def run_one_program(spec: sweeps.SweepSpec, chunk_size: int) -> dict:
-    """The sweep through `run_sweep` (fresh output folder); returns timings and rows."""
+    """The sweep through `run_sweep` on every local device (fresh output folder); returns timings and rows."""
     with tempfile.TemporaryDirectory() as out:
         start = time.perf_counter()
-        result = sweeps.run_sweep(spec, out, chunk_size=chunk_size, progress=True, devices=jax.devices()[:1])
+        result = sweeps.run_sweep(spec, out, chunk_size=chunk_size, progress=True, devices=jax.devices())
         total = time.perf_counter() - start
     return {"total_s": total, "compile_s": result.compile_seconds, "run_s": result.run_seconds,
             "rows": result.rows}
 
 
-def run_separately(spec: sweeps.SweepSpec, num_points: int) -> dict:
-    """One fresh closure, compile and run per point (its seeds vmapped); returns timings and returns."""
+def run_point(spec: sweeps.SweepSpec, p: int) -> dict:
+    """One trial in this process: a new env, learner and closure, compiled and run on its seeds."""
     dims = sweeps.parse_search(spec)
     points = sweeps.expand_points(spec, dims)
     keys = sweeps.seed_keys(spec.base.seed, spec.base.num_seeds)
-    compile_s, run_s, finals = [], [], {}
-    for p in np.linspace(0, len(points) - 1, num_points).round().astype(int):
-        built = build(sweeps.point_run_config(spec, dims, points[p]))  # a new env, learner and closure
-        member = sweeps.make_member_fn(built)
-        hparams = type(built.hparams)(*(np.full(len(keys), x, np.float32) for x in built.hparams))
+    built = build(sweeps.point_run_config(spec, dims, points[p]))
+    member = sweeps.make_member_fn(built)
+    hparams = type(built.hparams)(*(np.full(len(keys), x, np.float32) for x in built.hparams))
+    start = time.perf_counter()
+    compiled = jax.jit(jax.vmap(member)).lower(keys, hparams).compile()
+    compile_s = time.perf_counter() - start
+    start = time.perf_counter()
+    out = jax.block_until_ready(compiled(keys, hparams))
+    run_s = time.perf_counter() - start
+    return {"point": p, "compile_s": compile_s, "run_s": run_s,
+            "final_returns": np.asarray(out["final_return"]).tolist()}
+
+
+def run_separately(args: argparse.Namespace, num_points: int, env: dict) -> dict:
+    """One fresh process per trial (`--worker P`), timed from outside; returns timings and returns."""
+    wall_s, compile_s, run_s, finals = [], [], [], {}
+    for p in np.linspace(0, args.points - 1, num_points).round().astype(int):
+        command = [sys.executable, os.path.abspath(__file__), "--worker", str(p), "--points", str(args.points),
+                   "--seeds", str(args.seeds), "--steps", str(args.steps)]
         start = time.perf_counter()
-        compiled = jax.jit(jax.vmap(member)).lower(keys, hparams).compile()
-        compile_s.append(time.perf_counter() - start)
-        start = time.perf_counter()
-        out = jax.block_until_ready(compiled(keys, hparams))
-        run_s.append(time.perf_counter() - start)
-        finals[int(p)] = np.asarray(out["final_return"]).tolist()
-        print(f"separate: point {p}: compile {compile_s[-1]:.1f} s, run {run_s[-1]:.2f} s", flush=True)
-    return {"points_measured": num_points, "compile_s": compile_s, "run_s": run_s, "final_returns": finals}
+        done = subprocess.run(command, capture_output=True, text=True, check=True, env=env)
+        wall_s.append(time.perf_counter() - start)
+        trial = json.loads(done.stdout.strip().splitlines()[-1])
+        compile_s.append(trial["compile_s"])
+        run_s.append(trial["run_s"])
+        finals[int(p)] = trial["final_returns"]
+        print(f"separate: point {p}: process {wall_s[-1]:.1f} s (compile {compile_s[-1]:.1f} s, "
+              f"run {run_s[-1]:.2f} s)", flush=True)
+    return {"points_measured": num_points, "wall_s": wall_s, "compile_s": compile_s, "run_s": run_s,
+            "final_returns": finals}
 
 
 def main() -> None:
@@ -79,20 +102,33 @@ def main() -> None:
     parser.add_argument("--points", type=int, default=64)
     parser.add_argument("--seeds", type=int, default=4)
     parser.add_argument("--steps", type=int, default=20_000, help="env steps per run")
-    parser.add_argument("--chunk-size", type=int, default=32, help="runs per chunk of the one-program sweep")
+    parser.add_argument("--chunk-size", type=int, default=32,
+                        help="runs per device per chunk of the one-program sweep")
+    parser.add_argument("--cpu-devices", type=int, default=None,
+                        help="on a CPU, split it into this many host devices for the sweep (XLA's "
+                             "--xla_force_host_platform_device_count); the separate trials keep one device")
     parser.add_argument("--separate-points", type=int, default=None,
                         help="time only this many separate calls (evenly spaced) and extrapolate to all points")
     parser.add_argument("--json", default="benchmarks/results/sweep_speedup.json")
+    parser.add_argument("--worker", type=int, default=None, metavar="P",
+                        help="internal: run point P as one separate trial and print its timings as JSON")
     args = parser.parse_args()
     if args.quick:
         args.points, args.seeds, args.steps = 4, 2, 2000
     spec = make_spec(args.points, args.seeds, args.steps)
+    if args.worker is not None:
+        print(json.dumps(run_point(spec, args.worker)))
+        return
+    worker_env = dict(os.environ)  # the separate trials run on one device, whatever the sweep uses
+    if args.cpu_devices is not None:  # before JAX's backend starts
+        add_xla_flag(f"--xla_force_host_platform_device_count={args.cpu_devices}")
     measured = min(args.separate_points or args.points, args.points)
     load_before = os.getloadavg()
     one = run_one_program(spec, args.chunk_size)
-    sep = run_separately(spec, measured)
+    sep = run_separately(args, measured, worker_env)
     scale = args.points / measured
-    separate_total = scale * (sum(sep["compile_s"]) + sum(sep["run_s"]))
+    separate_total = scale * sum(sep["wall_s"])
+    in_process_total = scale * (sum(sep["compile_s"]) + sum(sep["run_s"]))
     sweep_final = {r["point"]: [] for r in one["rows"]}
     for r in one["rows"]:
         sweep_final[r["point"]].append(r["final_return"])
@@ -105,12 +141,14 @@ def main() -> None:
                  "seeds": args.seeds, "env_steps_per_run": args.steps, "runner": spec.base.runner,
                  "search": spec.search},
         "one_program": {"total_s": one["total_s"], "compile_s": one["compile_s"], "run_s": one["run_s"],
-                        "chunk_size": args.chunk_size, "devices": 1},
+                        "chunk_size_per_device": args.chunk_size, "devices": len(jax.devices())},
         "separate": {"points_measured": measured, "extrapolated_to": args.points,
-                     "compile_s_sum": sum(sep["compile_s"]), "run_s_sum": sum(sep["run_s"]),
+                     "process_wall_s_mean": float(np.mean(sep["wall_s"])),
                      "compile_s_mean": float(np.mean(sep["compile_s"])), "run_s_mean": float(np.mean(sep["run_s"])),
-                     "total_s": separate_total, "seeds": "vmapped together within each call"},
+                     "total_s": separate_total, "compile_and_run_only_total_s": in_process_total,
+                     "seeds": "vmapped together within each process"},
         "speedup": separate_total / one["total_s"],
+        "speedup_vs_compile_and_run_only": in_process_total / one["total_s"],
         "max_abs_diff_final_return_sweep_vs_separate": max(diffs) if diffs else None,
     }
     print(json.dumps({k: v for k, v in report.items() if k != "task"}, indent=1))

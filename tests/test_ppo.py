@@ -92,6 +92,24 @@ def test_value_normalisation_tracks_the_targets():
     np.testing.assert_allclose(float(vn.mean_sq / vn.debias), 9.0, rtol=1e-5)
 
 
+def test_learning_rate_anneals_linearly_to_zero():
+    from jaxmarl_lab.learners.ppo import annealed_lr
+    hp = PPOHParams(lr=0.01, lr_anneal_steps=1000.0)
+    # lr * (1 - steps / 1000): 0.01 at 0, 0.0075 at 250, 0 at 1000 and after; constant when 0.
+    got = [float(annealed_lr(hp, s)) for s in (0, 250, 1000, 2000)]
+    np.testing.assert_allclose(got, [0.01, 0.0075, 0.0, 0.0], atol=1e-9)
+    assert float(annealed_lr(hp._replace(lr_anneal_steps=0.0), 10**6)) == pytest.approx(0.01)
+    # An update at or past the annealing horizon has lr 0: no parameter moves.
+    spec = envs.make("particle-spread").spec
+    learner = make_mappo(spec, PPOConfig(hidden_dim=8, num_minibatches=1, num_epochs=1, grad_var_samples=0))
+    state = learner.init(jax.random.PRNGKey(0), PPOHParams(lr=0.01, lr_anneal_steps=100.0))
+    state = state._replace(env_steps=jnp.asarray(100, jnp.int32))
+    new, metrics = jax.jit(learner.update)(jax.random.PRNGKey(2), state, _random_batch(spec, jax.random.PRNGKey(1)))
+    assert float(metrics["lr"]) == 0.0 and float(metrics["grad_norm"]) > 0
+    jax.tree.map(np.testing.assert_array_equal, (new.actor_params, new.critic_params),
+                 (state.actor_params, state.critic_params))
+
+
 @pytest.mark.parametrize("make", [make_mappo, make_ippo], ids=["mappo", "ippo"])
 def test_reaches_the_lesson_optimum(make):
     env = envs.make("grid-world", layout="lesson")

@@ -82,6 +82,8 @@ class PPOHParams(NamedTuple):
     max_grad_norm: Any = 10.0  # () global gradient-norm clip, > 0
     huber_delta: Any = 10.0  # () Huber value-loss threshold, > 0
     value_norm_beta: Any = 0.99999  # () EMA rate of the value-target statistics, in [0, 1)
+    lr_anneal_steps: Any = 0.0  # () env steps over which lr decays linearly to 0 (PureJaxRL's
+    #                              ANNEAL_LR; set it to the run's budget), >= 0; 0 = constant lr
 
     @classmethod
     def create(cls, **values: Any) -> "PPOHParams":
@@ -96,7 +98,7 @@ class PPOHParams(NamedTuple):
 PPO_HPARAM_RANGES = {"lr": (0.0, None), "gamma": (0.0, 1.0), "gae_lambda": (0.0, 1.0),
                      "clip_eps": (1e-12, None), "vf_coef": (0.0, None), "ent_coef": (0.0, None),
                      "max_grad_norm": (1e-12, None), "huber_delta": (1e-12, None),
-                     "value_norm_beta": (0.0, 1.0 - 1e-12)}
+                     "value_norm_beta": (0.0, 1.0 - 1e-12), "lr_anneal_steps": (0.0, None)}
 
 
 class ValueNormState(NamedTuple):
@@ -278,7 +280,7 @@ def make_ppo(spec: EnvSpec, config: PPOConfig = PPOConfig()) -> Learner:
             target_norm, old_v_norm = targets, old_v
         num_seq = batch.reward.shape[0]
         mb = num_seq // config.num_minibatches
-        tx = _optimizer(hp)
+        tx = _optimizer(hp, state.env_steps)
 
         def minibatch_step(carry, idx):
             trainable, opt_state = carry
@@ -298,6 +300,7 @@ def make_ppo(spec: EnvSpec, config: PPOConfig = PPOConfig()) -> Learner:
         (trainable, opt_state), info = jax.lax.scan(epoch, carry, jax.random.split(key_epochs, config.num_epochs))
         metrics = {k: v.mean() for k, v in info.items()}
         metrics["value_mean"] = (old_v * std + mean).mean()
+        metrics["lr"] = annealed_lr(hp, state.env_steps)
         metrics["advantage_std"] = adv.std()
         if config.grad_var_samples:
             metrics["pg_variance"] = pg_variance(key_var, state.actor_params, batch, adv)
@@ -308,8 +311,18 @@ def make_ppo(spec: EnvSpec, config: PPOConfig = PPOConfig()) -> Learner:
     return Learner(init, initial_carry, act, update, on_policy=True)
 
 
-def _optimizer(hparams: PPOHParams) -> optax.GradientTransformation:
-    return optax.chain(optax.clip_by_global_norm(hparams.max_grad_norm), optax.adam(hparams.lr, eps=1e-5))
+def annealed_lr(hparams: PPOHParams, env_steps: jax.Array) -> jax.Array:
+    """`lr * (1 - env_steps / lr_anneal_steps)`, floored at 0; `lr` itself when `lr_anneal_steps` is 0."""
+    anneal = jnp.asarray(hparams.lr_anneal_steps, jnp.float32)
+    frac = 1.0 - jnp.asarray(env_steps, jnp.float32) / jnp.maximum(anneal, 1.0)
+    return hparams.lr * jnp.where(anneal > 0, jnp.clip(frac, 0.0, 1.0), 1.0)
+
+
+def _optimizer(hparams: PPOHParams, env_steps: jax.Array = 0) -> optax.GradientTransformation:
+    """Global-norm clipping then Adam at the (annealed) learning rate of `env_steps`; Adam's
+    state does not depend on the rate, so one `init` serves every step."""
+    return optax.chain(optax.clip_by_global_norm(hparams.max_grad_norm),
+                       optax.adam(annealed_lr(hparams, env_steps), eps=1e-5))
 
 
 def make_mappo(spec: EnvSpec, config: PPOConfig = PPOConfig()) -> Learner:
