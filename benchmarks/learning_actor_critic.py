@@ -200,7 +200,10 @@ def parse_overrides(parser: argparse.ArgumentParser, pairs: list[str]) -> dict:
             out[name] = float(value)
         except ValueError:
             parser.error(f"--ppo {name}: expected a number, got {value!r}")
-    PPOHParams.create(**out)  # range check: a clear ValueError naming the field
+    try:
+        PPOHParams.create(**out)  # range check, naming the field, its value and the allowed range
+    except ValueError as error:
+        parser.error(f"--ppo: {error}")
     return out
 
 
