@@ -134,10 +134,13 @@ def make_ppo(spec: EnvSpec, config: PPOConfig = PPOConfig()) -> Learner:
                          f"[{spec.action_low}, {spec.action_high}]")
     beta = not discrete and config.continuous_dist == "beta"
     out_dim = spec.action_size * (2 if beta else 1)
+    # The update passes whole batches `(B, T, N, ...)` through both networks, never a `vmap` over
+    # examples, so their dense layers can use the CPU-friendly weight gradient (`networks.Dense`).
     actor = make_agent_network(n, spec.obs_dim, out_dim, h, config.recurrent, config.share_params, head_scale=0.01,
-                               activation=config.activation)
+                               activation=config.activation, split_weight_grad=True)
     critic_in = spec.state_dim if config.critic == "centralized" else spec.obs_dim
-    critic = make_agent_network(n, critic_in, 1, h, False, config.share_params, activation=config.activation)
+    critic = make_agent_network(n, critic_in, 1, h, False, config.share_params, activation=config.activation,
+                                split_weight_grad=True)
 
     def distribution(params: Any, out: jax.Array, avail: jax.Array) -> distrax.Distribution:
         if discrete:
@@ -163,11 +166,10 @@ def make_ppo(spec: EnvSpec, config: PPOConfig = PPOConfig()) -> Learner:
         return obs
 
     def values(params: Any, inputs: jax.Array) -> jax.Array:
-        """Normalised values `(..., N)` of critic inputs `(..., N, I)`."""
-        flat = inputs.reshape((-1,) + inputs.shape[-2:])
-        zeros = jnp.zeros((n, h))
-        out = jax.vmap(lambda x: critic.apply(params, zeros, x, jnp.zeros((), bool))[1])(flat)
-        return out[..., 0].reshape(inputs.shape[:-1])
+        """Normalised values `(..., N)` of critic inputs `(..., N, I)`, all rows in one pass."""
+        lead = inputs.shape[:-2]
+        zeros = jnp.zeros(inputs.shape[:-1] + (h,))
+        return critic.apply(params, zeros, inputs, jnp.zeros(lead, bool))[1][..., 0]
 
     def init(key: jax.Array, hparams: PPOHParams = PPOHParams()) -> PPOState:
         check_hparams(hparams, PPO_HPARAM_RANGES)
@@ -198,24 +200,28 @@ def make_ppo(spec: EnvSpec, config: PPOConfig = PPOConfig()) -> Learner:
         action = raw.astype(jnp.int32) if discrete else to_env(raw)
         return action, carry
 
-    def unroll(params: Any, seq: Transition) -> tuple[jax.Array, jax.Array]:
-        """Actor outputs `(T, N, out)` and the recurrent state before each step `(T, N, H)`."""
-        zeros = jnp.zeros((n, h))
-        if not config.recurrent:  # no state to carry: all T steps at once, not a T-step scan
-            out_t = jax.vmap(lambda obs: actor.apply(params["net"], zeros, obs, jnp.zeros((), bool))[1])(seq.obs)
-            return out_t, jnp.zeros(seq.obs.shape[:-1] + (h,))
+    def unroll(params: Any, batch: Transition) -> tuple[jax.Array, jax.Array]:
+        """Actor outputs `(B, T, N, out)` and the recurrent state before each step `(B, T, N, H)`.
+
+        The whole batch goes through the network as rows: an MLP at all B x T steps at once,
+        a GRU in a T-step scan over `(B, N)` rows (the state reset where `first`).
+        """
+        zeros = jnp.zeros(batch.obs.shape[:-1] + (h,))
+        if not config.recurrent:
+            return actor.apply(params["net"], zeros, batch.obs, jnp.zeros(batch.obs.shape[:-2], bool))[1], zeros
 
         def step(hidden, inputs):
-            obs, first = inputs
-            hidden_in = jnp.where(first, jnp.zeros_like(hidden), hidden)
+            obs, first = inputs  # (B, N, O), (B,)
+            hidden_in = jnp.where(first[:, None, None], jnp.zeros_like(hidden), hidden)
             hidden, out = actor.apply(params["net"], hidden, obs, first)
             return hidden, (out, hidden_in)
 
-        _, (out_t, hidden_t) = jax.lax.scan(step, jnp.zeros((n, h)), (seq.obs, seq.first))
-        return out_t, hidden_t
+        time_major = lambda x: jnp.swapaxes(x, 0, 1)
+        _, (out_t, hidden_t) = jax.lax.scan(step, zeros[:, 0], (time_major(batch.obs), time_major(batch.first)))
+        return time_major(out_t), time_major(hidden_t)
 
     def log_prob_entropy(params: Any, batch: Transition) -> tuple[jax.Array, jax.Array]:
-        out, _ = jax.vmap(unroll, in_axes=(None, 0))(params, batch)
+        out, _ = unroll(params, batch)
         dist = distribution(params, out, batch.avail_actions)
         return dist.log_prob(from_env(batch.action)), dist.entropy()  # (B, T, N)
 
@@ -241,7 +247,7 @@ def make_ppo(spec: EnvSpec, config: PPOConfig = PPOConfig()) -> Learner:
 
     def pg_variance(key, actor_params, batch: Transition, adv: jax.Array) -> jax.Array:
         """Summed-over-parameters variance of per-sample `grad log pi(a|o) * A`."""
-        _, hidden = jax.vmap(unroll, in_axes=(None, 0))(actor_params, batch)  # (B, T, N, H)
+        _, hidden = unroll(actor_params, batch)  # (B, T, N, H)
         b, t = adv.shape[:2]
         idx = jax.random.randint(key, (config.grad_var_samples,), 0, b * t * n)
         bi, ti, ai = idx // (t * n), (idx // n) % t, idx % n
