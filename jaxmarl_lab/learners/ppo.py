@@ -134,13 +134,10 @@ def make_ppo(spec: EnvSpec, config: PPOConfig = PPOConfig()) -> Learner:
                          f"[{spec.action_low}, {spec.action_high}]")
     beta = not discrete and config.continuous_dist == "beta"
     out_dim = spec.action_size * (2 if beta else 1)
-    # The update passes whole batches `(B, T, N, ...)` through both networks, never a `vmap` over
-    # examples, so their dense layers can use the CPU-friendly weight gradient (`networks.Dense`).
     actor = make_agent_network(n, spec.obs_dim, out_dim, h, config.recurrent, config.share_params, head_scale=0.01,
-                               activation=config.activation, split_weight_grad=True)
+                               activation=config.activation)
     critic_in = spec.state_dim if config.critic == "centralized" else spec.obs_dim
-    critic = make_agent_network(n, critic_in, 1, h, False, config.share_params, activation=config.activation,
-                                split_weight_grad=True)
+    critic = make_agent_network(n, critic_in, 1, h, False, config.share_params, activation=config.activation)
 
     def distribution(params: Any, out: jax.Array, avail: jax.Array) -> distrax.Distribution:
         if discrete:
