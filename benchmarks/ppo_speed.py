@@ -10,6 +10,12 @@ Breakdown, each timed as its own compiled scan over the same number of iteration
   rollout  : the policy acting + env stepping (no update),
   update   : the PPO update alone on a fixed rollout,
   train    : the fused loop (rollout + update), what users run.
+  floor    : the arithmetic any implementation of this config must do, and nothing else:
+             per iteration, epochs x minibatches Adam steps on the gradient of a bare
+             PPO-shaped loss of two plain-jnp 64-unit tanh MLPs (actor 5 logits, critic 1
+             value) over minibatches of the same size, on fixed random data. No env, no
+             GAE, no distributions, no value normalisation. `steps / floor` is a ceiling
+             on the training env-steps/s of any implementation on this machine.
 
     python benchmarks/ppo_speed.py                 # IPPO and MAPPO
     python benchmarks/ppo_speed.py --iterations 20 --repeats 3
@@ -25,6 +31,7 @@ import time
 
 import jax
 import jax.numpy as jnp
+import optax
 
 from jaxmarl_lab import envs
 from jaxmarl_lab.learners import PPOConfig, PPOHParams, make_ippo, make_mappo
@@ -45,6 +52,52 @@ def median_seconds(fn, args, repeats: int) -> float:
         jax.block_until_ready(compiled(*args))
         times.append(time.perf_counter() - start)
     return statistics.median(times)
+
+
+def floor_seconds(spec, iterations: int, repeats: int) -> float:
+    """Time of the bare update arithmetic for `iterations` iterations (see the module docstring)."""
+    n, epochs, minibatches = spec.num_agents, CONFIG.num_epochs, CONFIG.num_minibatches
+    rows = NUM_ENVS * ROLLOUT * n // minibatches  # agent-steps per minibatch
+    in_dim = spec.obs_dim + n  # observation + agent id, as the shared-parameter networks see it
+    key = jax.random.PRNGKey(0)
+
+    def mlp_init(key, sizes):
+        keys = jax.random.split(key, len(sizes) - 1)
+        return [(jax.random.normal(k, (a, b)) / jnp.sqrt(a), jnp.zeros(b)) for k, a, b in zip(keys, sizes[:-1], sizes[1:])]
+
+    def mlp(params, x):
+        for i, (w, b) in enumerate(params):
+            x = x @ w + b
+            x = jnp.tanh(x) if i < len(params) - 1 else x
+        return x
+
+    k_a, k_c, k_x, k_u, k_v = jax.random.split(key, 5)
+    h = CONFIG.hidden_dim
+    params = (mlp_init(k_a, [in_dim, h, h, spec.action_size]), mlp_init(k_c, [in_dim, h, h, 1]))
+    x = jax.random.normal(k_x, (minibatches, rows, in_dim))
+    act = jax.random.randint(k_u, (minibatches, rows), 0, spec.action_size)
+    adv = jax.random.normal(k_v, (minibatches, rows))
+    tx = optax.chain(optax.clip_by_global_norm(0.5), optax.adam(5e-4))
+
+    def loss(params, x, a, adv):
+        logp_all = jax.nn.log_softmax(mlp(params[0], x))
+        logp = jnp.take_along_axis(logp_all, a[:, None], axis=1)[:, 0]
+        ratio = jnp.exp(logp - jax.lax.stop_gradient(logp))
+        entropy = -(jnp.exp(logp_all) * logp_all).sum(-1)
+        value = mlp(params[1], x)[:, 0]
+        return -(ratio * adv).mean() + 0.5 * ((value - adv) ** 2).mean() - 0.01 * entropy.mean()
+
+    def grad_step(carry, m):
+        params, opt_state = carry
+        grads = jax.grad(loss)(params, x[m], act[m], adv[m])
+        updates, opt_state = tx.update(grads, opt_state, params)
+        return (optax.apply_updates(params, updates), opt_state), None
+
+    def run(params):
+        order = jnp.tile(jnp.arange(minibatches), epochs * iterations)
+        (params, _), _ = jax.lax.scan(grad_step, (params, tx.init(params)), order)
+        return jax.tree.map(jnp.sum, params)
+    return median_seconds(run, (params,), repeats)
 
 
 def measure_seeds(name: str, iterations: int, repeats: int, seeds: int) -> float:
@@ -118,6 +171,8 @@ def measure(name: str, iterations: int, repeats: int) -> dict:
             return ls, metrics["policy_loss"]
         return jax.lax.scan(body, learner_state, jax.random.split(key, iterations))[1].sum()
     out["update_s"] = median_seconds(update_only, (state1.learner, batch), repeats)
+    out["floor_s"] = floor_seconds(env.spec, iterations, repeats)
+    out["ceiling_steps_per_s"] = steps / out["floor_s"]
     out["train_steps_per_s"] = steps / out["train_s"]
     return out
 
@@ -135,14 +190,17 @@ def main(argv=None) -> dict:
     print(f"# particle-spread N=3, {NUM_ENVS} envs x {ROLLOUT} steps, {CONFIG.num_epochs} epochs x "
           f"{CONFIG.num_minibatches} minibatches, 64-unit tanh MLP, 1 seed; jax {jax.__version__} on {device}, "
           f"median of {args.repeats}")
-    print("| learner | train env-steps/s | train s | env only s | act+env s | update only s |")
-    print("|---|---:|---:|---:|---:|---:|")
+    print(f"# {args.iterations} iterations = {NUM_ENVS * ROLLOUT * args.iterations} env steps per timed run")
+    print("| learner | train env-steps/s | train s | env only s | act+env s | update only s | floor s | "
+          "ceiling env-steps/s |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     rows = []
     for name in args.learners:
         r = measure(name, args.iterations, args.repeats)
         rows.append(r)
         print(f"| {name} | {r['train_steps_per_s']:.3g} | {r['train_s']:.3f} | {r['env_s']:.3f} | "
-              f"{r['rollout_s']:.3f} | {r['update_s']:.3f} |", flush=True)
+              f"{r['rollout_s']:.3f} | {r['update_s']:.3f} | {r['floor_s']:.3f} | "
+              f"{r['ceiling_steps_per_s']:.3g} |", flush=True)
     for r in rows if args.seeds else []:
         r[f"train_steps_per_s_{args.seeds}_seeds"] = measure_seeds(r["learner"], args.iterations // 2 or 1,
                                                                    args.repeats, args.seeds)
