@@ -37,6 +37,7 @@ NUM_ACTIONS = 5
 #: (row, col) offset of each action: stay, up, down, left, right.
 MOVES = ((0, 0), (-1, 0), (1, 0), (0, -1), (0, 1))
 LAYOUTS = ("random", "lesson")
+OBSERVATIONS = ("coords", "egocentric")
 #: The lesson layout (4 x 4, 2 agents). Agent 1 starts on agent 0's goal and must
 #: leave it; both walk 3 cells without crossing, so the optimum is exactly 3 steps.
 LESSON_STARTS = ((0, 0), (0, 3))  # (N, 2) (row, col)
@@ -74,13 +75,18 @@ class GridWorld(Environment[GridWorldState, GridWorldParams]):
         width: columns of the grid, >= 2.
         layout: "random" (starts and goals sampled at each reset) or "lesson" (the
             fixed 4 x 4, 2-agent layout `LESSON_STARTS` -> `LESSON_GOALS`, optimum 3 steps).
+        observation: "coords" (the default: own cell, own goal, the others' cells, as
+            grid coordinates scaled to [0, 1]) or "egocentric" (everything relative to
+            the agent, every agent's goal, and a local window; see `observe`).
+        view_radius: half-width r of the egocentric local window ((2r + 1)^2 cells), >= 1;
+            used only with `observation="egocentric"`.
 
     Raises:
         ValueError: naming the argument, the value received and what is allowed.
     """
 
     def __init__(self, num_agents: int = 2, height: int = 4, width: int = 4,
-                 layout: str = "random"):
+                 layout: str = "random", observation: str = "coords", view_radius: int = 2):
         self.num_agents = check_positive_int("num_agents", num_agents)
         try:
             self.height = check_positive_int("height", height, minimum=2)
@@ -90,6 +96,10 @@ class GridWorld(Environment[GridWorldState, GridWorldParams]):
         if layout not in LAYOUTS:
             raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
         self.layout = layout
+        if observation not in OBSERVATIONS:
+            raise ValueError(f"observation must be one of {OBSERVATIONS}, got {observation!r}")
+        self.observation = observation
+        self.view_radius = check_positive_int("view_radius", view_radius)
         cells = self.height * self.width
         if self.num_agents > cells:
             raise ValueError(f"num_agents={self.num_agents} exceeds the {cells} cells of a "
@@ -100,9 +110,14 @@ class GridWorld(Environment[GridWorldState, GridWorldParams]):
 
     @property
     def spec(self) -> EnvSpec:
-        """`EnvSpec` with O = 4 + 2(N - 1), S = 4N and 5 discrete actions."""
+        """`EnvSpec` with S = 4N, 5 discrete actions and O = 4 + 2(N - 1) ("coords") or
+        O = 2 + 4(N - 1) + 2(2r + 1)^2 ("egocentric")."""
         n = self.num_agents
-        return EnvSpec(name="grid-world", num_agents=n, obs_dim=4 + 2 * (n - 1),
+        if self.observation == "coords":
+            obs_dim = 4 + 2 * (n - 1)
+        else:
+            obs_dim = 2 + 4 * (n - 1) + 2 * (2 * self.view_radius + 1) ** 2
+        return EnvSpec(name="grid-world", num_agents=n, obs_dim=obs_dim,
                        state_dim=4 * n, action_kind="discrete", action_size=NUM_ACTIONS)
 
     # ----- params ------------------------------------------------------------------
@@ -219,12 +234,43 @@ class GridWorld(Environment[GridWorldState, GridWorldParams]):
         return cells.astype(jnp.float32) / jnp.array([self.height - 1, self.width - 1], jnp.float32)
 
     def observe(self, state: GridWorldState, params: GridWorldParams) -> jax.Array:
-        """Own position, own goal, then the others' positions in agent order, in [0, 1]."""
+        """Per-agent observations `(N, O)` float32.
+
+        "coords": own position, own goal, then the others' positions in agent order, in [0, 1].
+
+        "egocentric", for agent i (offsets are (row, col) divided by (H - 1, W - 1)):
+          - own goal minus own cell (2);
+          - for each other agent j in agent order: j's cell minus i's cell, then j's goal
+            minus j's cell (4 per other agent);
+          - the (2r + 1) x (2r + 1) window centred on i, row-major: 1 where another agent
+            stands, then 1 where the cell is off the grid (2 (2r + 1)^2).
+        The agent sees every goal, so the observation determines the joint state.
+        """
+        if self.observation == "egocentric":
+            return self._observe_egocentric(state)
         n = self.num_agents
         pos = self._scaled(state.pos)
         others = np.array([[j for j in range(n) if j != i] for i in range(n)], np.int32)
         others = pos[others.reshape(n, n - 1)].reshape(n, 2 * (n - 1))
         return jnp.concatenate([pos, self._scaled(state.goals), others], axis=-1)
+
+    def _observe_egocentric(self, state: GridWorldState) -> jax.Array:
+        n, r = self.num_agents, self.view_radius
+        scale = jnp.array([self.height - 1, self.width - 1], jnp.float32)
+        pos, goals = state.pos, state.goals  # (N, 2) int32
+        others = np.array([[j for j in range(n) if j != i] for i in range(n)], np.int32).reshape(n, n - 1)
+        rel_pos = (pos[others] - pos[:, None]).astype(jnp.float32) / scale  # (N, N-1, 2)
+        other_goal = ((goals - pos).astype(jnp.float32) / scale)[others]  # (N, N-1, 2)
+        offsets = jnp.asarray([(dr, dc) for dr in range(-r, r + 1) for dc in range(-r, r + 1)], jnp.int32)
+        cells = pos[:, None] + offsets[None]  # (N, K, 2) window cells of each agent
+        limit = jnp.array([self.height, self.width], jnp.int32)
+        off_grid = jnp.any((cells < 0) | (cells >= limit), axis=-1)  # (N, K)
+        hits = jnp.all(cells[:, :, None] == pos[None, None], axis=-1)  # (N, K, N): window cell == agent j
+        occupied = jnp.any(hits & ~jnp.eye(n, dtype=bool)[:, None, :], axis=-1)  # (N, K), others only
+        return jnp.concatenate([
+            (goals - pos).astype(jnp.float32) / scale,
+            jnp.concatenate([rel_pos, other_goal], axis=-1).reshape(n, 4 * (n - 1)),
+            occupied.astype(jnp.float32), off_grid.astype(jnp.float32)], axis=-1)
 
     def global_state(self, state: GridWorldState, params: GridWorldParams) -> jax.Array:
         """All positions then all goals, flattened and scaled to [0, 1]: `(4N,)`."""

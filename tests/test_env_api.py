@@ -17,6 +17,7 @@ VARIANTS = [
     ("grid-world", {}),
     ("grid-world", {"layout": "lesson"}),
     ("grid-world", {"num_agents": 3, "height": 3, "width": 5}),
+    ("grid-world", {"num_agents": 3, "height": 5, "width": 5, "observation": "egocentric"}),
     ("rendezvous", {}),
     ("rendezvous", {"form": "multi-step"}),
     ("particle-spread", {}),

@@ -164,6 +164,36 @@ def test_spec_and_observation_layout():
     assert obs.dtype == gstate.dtype == jnp.float32
 
 
+def test_egocentric_observation_worked_by_hand():
+    env = GridWorld(num_agents=3, height=3, width=5, observation="egocentric", view_radius=1)
+    assert env.spec.obs_dim == 2 + 4 * 2 + 2 * 9 and env.spec.state_dim == 12
+    state = make_state([(0, 0), (1, 0), (2, 4)], [(2, 4), (0, 0), (1, 1)])
+    obs = np.asarray(env.observe(state, env.default_params()))
+    # Offsets are (row, col) / (2, 4). Agent 0 at (0, 0): goal offset (2, 4) -> (1, 1);
+    # agent 1 is at (+1, 0) -> (0.5, 0) and its goal is (-1, 0) from it -> (-0.5, 0);
+    # agent 2 is at (+2, +4) -> (1, 1), its goal (-1, -3) from it -> (-0.5, -0.75).
+    np.testing.assert_allclose(obs[0, :10], [1, 1, 0.5, 0, -0.5, 0, 1, 1, -0.5, -0.75])
+    # 3 x 3 window around (0, 0), row-major from (-1, -1): only (1, 0) (index 7) holds an agent;
+    # row -1 (indices 0-2) and column -1 (indices 3, 6) are off the grid.
+    np.testing.assert_array_equal(obs[0, 10:19], [0, 0, 0, 0, 0, 0, 0, 1, 0])
+    np.testing.assert_array_equal(obs[0, 19:], [1, 1, 1, 1, 0, 0, 1, 0, 0])
+    # Agent 2 at the corner (2, 4): nobody in its window; row 3 and column 5 are off the grid.
+    np.testing.assert_array_equal(obs[2, 10:19], np.zeros(9))
+    np.testing.assert_array_equal(obs[2, 19:], [0, 0, 1, 0, 0, 1, 1, 1, 1])
+    # Agent 1 at (1, 0) sees agent 0 above it (index 1) and agent 0's goal offset (2, 4) -> (1, 1).
+    np.testing.assert_array_equal(obs[1, 10:19], [0, 1, 0, 0, 0, 0, 0, 0, 0])
+    np.testing.assert_allclose(obs[1, 2:6], [-0.5, 0, 1, 1])
+    assert obs.dtype == np.float32
+
+
+def test_egocentric_observation_is_translation_invariant():
+    # The same relative arrangement away from every wall gives the same observation.
+    env = GridWorld(num_agents=2, height=7, width=7, observation="egocentric", view_radius=1)
+    a = env.observe(make_state([(2, 2), (2, 3)], [(4, 4), (1, 1)]), env.default_params())
+    b = env.observe(make_state([(3, 3), (3, 4)], [(5, 5), (2, 2)]), env.default_params())
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
 def test_random_reset_cells_distinct_and_not_solved():
     # 2 agents on a 2x2: 1 draw in 12 puts both on their goals and must be redrawn.
     env = GridWorld(num_agents=2, height=2, width=2)
@@ -235,6 +265,8 @@ def test_vmap_over_params():
     ({"layout": "maze"}, "layout"),
     ({"layout": "lesson", "num_agents": 3}, "lesson"),
     ({"layout": "lesson", "height": 5}, "lesson"),
+    ({"observation": "pixels"}, "observation.*coords.*egocentric"),
+    ({"observation": "egocentric", "view_radius": 0}, "view_radius"),
 ])
 def test_bad_constructor_args(kwargs, match):
     with pytest.raises(ValueError, match=match):
