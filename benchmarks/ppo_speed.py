@@ -15,7 +15,10 @@ Breakdown, each timed as its own compiled scan over the same number of iteration
              PPO-shaped loss of two plain-jnp 64-unit tanh MLPs (actor 5 logits, critic 1
              value) over minibatches of the same size, on fixed random data. No env, no
              GAE, no distributions, no value normalisation. `steps / floor` is a ceiling
-             on the training env-steps/s of any implementation on this machine.
+             on the training env-steps/s of any implementation on this machine. Both
+             MLPs take the observation + agent id (IPPO's shapes); MAPPO's critic input
+             is larger, so for MAPPO this is a looser ceiling. It is timed once per row,
+             which also shows the run-to-run noise of the machine.
 
     python benchmarks/ppo_speed.py                 # IPPO and MAPPO
     python benchmarks/ppo_speed.py --iterations 20 --repeats 3

@@ -250,17 +250,15 @@ class GridWorld(Environment[GridWorldState, GridWorldParams]):
             return self._observe_egocentric(state)
         n = self.num_agents
         pos = self._scaled(state.pos)
-        others = np.array([[j for j in range(n) if j != i] for i in range(n)], np.int32)
-        others = pos[others.reshape(n, n - 1)].reshape(n, 2 * (n - 1))
+        others = pos[_others_index(n)].reshape(n, 2 * (n - 1))
         return jnp.concatenate([pos, self._scaled(state.goals), others], axis=-1)
 
     def _observe_egocentric(self, state: GridWorldState) -> jax.Array:
         n, r = self.num_agents, self.view_radius
-        scale = jnp.array([self.height - 1, self.width - 1], jnp.float32)
         pos, goals = state.pos, state.goals  # (N, 2) int32
-        others = np.array([[j for j in range(n) if j != i] for i in range(n)], np.int32).reshape(n, n - 1)
-        rel_pos = (pos[others] - pos[:, None]).astype(jnp.float32) / scale  # (N, N-1, 2)
-        other_goal = ((goals - pos).astype(jnp.float32) / scale)[others]  # (N, N-1, 2)
+        others = _others_index(n)
+        goal_offset = self._scaled(goals - pos)  # (N, 2), scaling is linear so offsets scale too
+        rel_pos = self._scaled(pos[others] - pos[:, None])  # (N, N-1, 2)
         offsets = jnp.asarray([(dr, dc) for dr in range(-r, r + 1) for dc in range(-r, r + 1)], jnp.int32)
         cells = pos[:, None] + offsets[None]  # (N, K, 2) window cells of each agent
         limit = jnp.array([self.height, self.width], jnp.int32)
@@ -268,13 +266,18 @@ class GridWorld(Environment[GridWorldState, GridWorldParams]):
         hits = jnp.all(cells[:, :, None] == pos[None, None], axis=-1)  # (N, K, N): window cell == agent j
         occupied = jnp.any(hits & ~jnp.eye(n, dtype=bool)[:, None, :], axis=-1)  # (N, K), others only
         return jnp.concatenate([
-            (goals - pos).astype(jnp.float32) / scale,
-            jnp.concatenate([rel_pos, other_goal], axis=-1).reshape(n, 4 * (n - 1)),
+            goal_offset,
+            jnp.concatenate([rel_pos, goal_offset[others]], axis=-1).reshape(n, 4 * (n - 1)),
             occupied.astype(jnp.float32), off_grid.astype(jnp.float32)], axis=-1)
 
     def global_state(self, state: GridWorldState, params: GridWorldParams) -> jax.Array:
         """All positions then all goals, flattened and scaled to [0, 1]: `(4N,)`."""
         return jnp.concatenate([self._scaled(state.pos).ravel(), self._scaled(state.goals).ravel()])
+
+
+def _others_index(n: int) -> np.ndarray:
+    """`(N, N-1)` int32: row i lists the other agents in agent order."""
+    return np.array([[j for j in range(n) if j != i] for i in range(n)], np.int32).reshape(n, n - 1)
 
 
 def _distance_to_goals(pos: jax.Array, goals: jax.Array) -> jax.Array:
