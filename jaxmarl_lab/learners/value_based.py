@@ -65,11 +65,14 @@ class _ValueHParamsFields(NamedTuple):
     eps_decay_steps: Any = 50_000.0  # () env steps of the linear anneal, >= 0
     target_tau: Any = 1.0  # () Polyak rate of each target update, in (0, 1]
     max_grad_norm: Any = 10.0  # () global gradient-norm clip, > 0
+    lr_end: Any = 0.0  # () learning rate at the end of its anneal, >= 0
+    lr_decay_steps: Any = 0.0  # () env steps of a linear anneal from lr to lr_end; 0 keeps lr constant
 
 
 _HPARAM_RANGES = {"lr": (0.0, None), "gamma": (0.0, 1.0), "td_lambda": (0.0, 1.0),
                   "eps_start": (0.0, 1.0), "eps_end": (0.0, 1.0), "eps_decay_steps": (0.0, None),
-                  "target_tau": (1e-12, 1.0), "max_grad_norm": (1e-12, None)}
+                  "target_tau": (1e-12, 1.0), "max_grad_norm": (1e-12, None),
+                  "lr_end": (0.0, None), "lr_decay_steps": (0.0, None)}
 
 
 class ValueHParams(_ValueHParamsFields):
@@ -102,8 +105,18 @@ class ValueState(NamedTuple):
     env_steps: jax.Array  # () int32, environment steps acted (advanced by the runner)
 
 
-def _optimizer(hparams: ValueHParams) -> optax.GradientTransformation:
-    return optax.chain(optax.clip_by_global_norm(hparams.max_grad_norm), optax.adam(hparams.lr))
+def _optimizer(hparams: ValueHParams, env_steps: jax.Array | None = None) -> optax.GradientTransformation:
+    """Clipped Adam at the learning rate of `env_steps` (its state does not depend on the rate)."""
+    return optax.chain(optax.clip_by_global_norm(hparams.max_grad_norm),
+                       optax.adam(_learning_rate(hparams, env_steps)))
+
+
+def _learning_rate(hparams: ValueHParams, env_steps: jax.Array | None) -> jax.Array:
+    """`lr`, annealed linearly to `lr_end` over `lr_decay_steps` env steps when that is > 0."""
+    if env_steps is None:
+        return hparams.lr
+    annealed = ops.epsilon_schedule(env_steps, hparams.lr, hparams.lr_end, hparams.lr_decay_steps)
+    return jnp.where(hparams.lr_decay_steps > 0, annealed, hparams.lr)
 
 
 def _unroll(network, params, batch: Transition, hidden_dim: int, num_agents: int, recurrent: bool,
@@ -210,7 +223,7 @@ def make_value_learner(spec: EnvSpec, config: ValueConfig, mixer: str) -> Learne
             return losses.mean(), (q_mean.mean(), target_mean.mean())
 
         (loss, (q_mean, target_mean)), grads = jax.value_and_grad(loss_fn, has_aux=True)(online)
-        tx = _optimizer(hp)
+        tx = _optimizer(hp, state.env_steps)
         deltas, opt_state = tx.update(grads, state.opt_state, online)
         online = optax.apply_updates(online, deltas)
         updates = state.updates + 1
@@ -218,7 +231,7 @@ def make_value_learner(spec: EnvSpec, config: ValueConfig, mixer: str) -> Learne
         tau = jnp.where(due, hp.target_tau, 0.0)
         target = ops.polyak_update(target, online, tau)
         metrics = {"loss": loss, "q_mean": q_mean, "target_mean": target_mean,
-                   "grad_norm": global_norm(grads),
+                   "grad_norm": global_norm(grads), "lr": _learning_rate(hp, state.env_steps),
                    "epsilon": ops.epsilon_schedule(state.env_steps, hp.eps_start, hp.eps_end, hp.eps_decay_steps)}
         new_state = state._replace(params=online[0], mixer_params=online[1], target_params=target[0],
                                    target_mixer_params=target[1], opt_state=opt_state, updates=updates)
