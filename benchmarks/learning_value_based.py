@@ -355,7 +355,11 @@ def main(argv: list[str] | None = None) -> dict:
         if args.steps < 1:
             parser.error(f"--steps must be a positive integer, got {args.steps}")
         for key, task in TASKS.items():
-            TASKS[key] = dataclasses.replace(task, runner=dataclasses.replace(task.runner, total_env_steps=args.steps))
+            hparams = task.hparams  # an lr anneal over the whole run still ends with the run
+            if float(hparams.lr_decay_steps) == task.runner.total_env_steps:
+                hparams = hparams._replace(lr_decay_steps=args.steps)
+            TASKS[key] = dataclasses.replace(task, hparams=hparams,
+                                             runner=dataclasses.replace(task.runner, total_env_steps=args.steps))
     print(f"# jax {jax.__version__} on {jax.devices()[0].device_kind} ({platform.processor() or platform.machine()},"
           f" {os.cpu_count()} cores); CI: 95% t-interval over seeds", flush=True)
     tasks = list(RUNNERS) if args.task == "all" else [args.task]
