@@ -95,7 +95,7 @@ TASKS: dict[str, TaskConfig] = {
         RunnerConfig(num_envs=16, rollout_len=10, total_env_steps=1_000_000, buffer_capacity=5000,
                      batch_size=32, updates_per_rollout=8),
         ValueHParams(lr=1e-3, gamma=0.95, td_lambda=0.6, eps_decay_steps=200_000, target_tau=0.1,
-                     lr_end=0.0, lr_decay_steps=1_000_000),
+                     lr_anneal_steps=1_000_000),
         train_env_params={"shaping": 0.3}),
     "spread": TaskConfig(
         "particle-spread", dict(num_agents=3),
@@ -356,8 +356,8 @@ def main(argv: list[str] | None = None) -> dict:
             parser.error(f"--steps must be a positive integer, got {args.steps}")
         for key, task in TASKS.items():
             hparams = task.hparams  # an lr anneal over the whole run still ends with the run
-            if float(hparams.lr_decay_steps) == task.runner.total_env_steps:
-                hparams = hparams._replace(lr_decay_steps=args.steps)
+            if float(hparams.lr_anneal_steps) == task.runner.total_env_steps:
+                hparams = hparams._replace(lr_anneal_steps=args.steps)
             TASKS[key] = dataclasses.replace(task, hparams=hparams,
                                              runner=dataclasses.replace(task.runner, total_env_steps=args.steps))
     print(f"# jax {jax.__version__} on {jax.devices()[0].device_kind} ({platform.processor() or platform.machine()},"

@@ -158,18 +158,18 @@ def test_vmap_over_seeds_and_hparams_equals_separate_runs(name):
 
 
 def test_learning_rate_anneals_linearly_and_stops_at_zero():
-    # lr 1e-2 -> lr_end 0 over 100 env steps: 1e-2 at step 0, 5e-3 at 50 (halfway), 0 from 100 on.
+    # lr 1e-2 -> 0 over 100 env steps: 1e-2 at step 0, 5e-3 at 50 (halfway), 0 from 100 on.
     s = setup("vdn-grid-mlp")
     batch = random_batch(s.spec, seed=3)
-    state = s.init(jax.random.key(0), hparams(lr=1e-2, lr_end=0.0, lr_decay_steps=100.0))
+    state = s.init(jax.random.key(0), hparams(lr=1e-2, lr_anneal_steps=100.0))
     for steps, want in ((0, 1e-2), (50, 5e-3), (100, 0.0), (400, 0.0)):
         new, metrics = s.update(jax.random.key(1), state._replace(env_steps=jax.device_put(np.int32(steps))), batch)
         np.testing.assert_allclose(float(metrics["lr"]), want, rtol=1e-6, atol=1e-12)
         moved = not all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(as_numpy(new.params)),
                                                             jax.tree.leaves(as_numpy(state.params))))
         assert moved == (want > 0), f"at {steps} env steps lr {want} but params moved={moved}"
-    # lr_decay_steps 0 (the default) keeps lr constant however many steps were taken
-    constant = s.init(jax.random.key(0), hparams(lr=1e-2, lr_end=0.0))
+    # lr_anneal_steps 0 (the default) keeps lr constant however many steps were taken
+    constant = s.init(jax.random.key(0), hparams(lr=1e-2))
     _, metrics = s.update(jax.random.key(1), constant._replace(env_steps=jax.device_put(np.int32(10**6))), batch)
     assert float(metrics["lr"]) == np.float32(1e-2)
     assert s.update._cache_size() == 1

@@ -1,4 +1,4 @@
-"""Helpers shared by the learners: hyperparameter range checks and gradient norms."""
+"""Helpers shared by the learners: hyperparameter range checks, the lr anneal and gradient norms."""
 
 from __future__ import annotations
 
@@ -7,6 +7,16 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+
+def annealed_lr(hparams: NamedTuple, env_steps: jax.Array) -> jax.Array:
+    """`lr * (1 - env_steps / lr_anneal_steps)`, floored at 0; `lr` itself when `lr_anneal_steps` is 0.
+
+    For any hyperparameter tuple with the fields `lr` and `lr_anneal_steps` (PPO, the value-based learners).
+    """
+    anneal = jnp.asarray(hparams.lr_anneal_steps, jnp.float32)
+    frac = 1.0 - jnp.asarray(env_steps, jnp.float32) / jnp.maximum(anneal, 1.0)
+    return hparams.lr * jnp.where(anneal > 0, jnp.clip(frac, 0.0, 1.0), 1.0)
 
 
 def check_hparams(hparams: NamedTuple, ranges: dict[str, tuple[float | None, float | None]]) -> None:

@@ -35,7 +35,7 @@ import optax
 
 from jaxmarl_lab import ops
 from jaxmarl_lab.envs.core import check_positive_int
-from jaxmarl_lab.learners.common import check_hparams, create_hparams, global_norm
+from jaxmarl_lab.learners.common import annealed_lr, check_hparams, create_hparams, global_norm
 from jaxmarl_lab.networks import make_agent_network
 from jaxmarl_lab.types import EnvSpec, Learner, TimeStep, Transition
 
@@ -312,13 +312,6 @@ def make_ppo(spec: EnvSpec, config: PPOConfig = PPOConfig()) -> Learner:
         return new_state, metrics
 
     return Learner(init, initial_carry, act, update, on_policy=True)
-
-
-def annealed_lr(hparams: PPOHParams, env_steps: jax.Array) -> jax.Array:
-    """`lr * (1 - env_steps / lr_anneal_steps)`, floored at 0; `lr` itself when `lr_anneal_steps` is 0."""
-    anneal = jnp.asarray(hparams.lr_anneal_steps, jnp.float32)
-    frac = 1.0 - jnp.asarray(env_steps, jnp.float32) / jnp.maximum(anneal, 1.0)
-    return hparams.lr * jnp.where(anneal > 0, jnp.clip(frac, 0.0, 1.0), 1.0)
 
 
 def _optimizer(hparams: PPOHParams, env_steps: jax.Array = 0) -> optax.GradientTransformation:

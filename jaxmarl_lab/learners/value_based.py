@@ -29,7 +29,7 @@ import optax
 
 from jaxmarl_lab import ops
 from jaxmarl_lab.envs.core import check_positive_int
-from jaxmarl_lab.learners.common import check_hparams, create_hparams, global_norm
+from jaxmarl_lab.learners.common import annealed_lr, check_hparams, create_hparams, global_norm
 from jaxmarl_lab.networks import make_agent_network, make_qmix_mixer
 from jaxmarl_lab.types import EnvSpec, Learner, TimeStep, Transition
 
@@ -65,14 +65,13 @@ class _ValueHParamsFields(NamedTuple):
     eps_decay_steps: Any = 50_000.0  # () env steps of the linear anneal, >= 0
     target_tau: Any = 1.0  # () Polyak rate of each target update, in (0, 1]
     max_grad_norm: Any = 10.0  # () global gradient-norm clip, > 0
-    lr_end: Any = 0.0  # () learning rate at the end of its anneal, >= 0
-    lr_decay_steps: Any = 0.0  # () env steps of a linear anneal from lr to lr_end; 0 keeps lr constant
+    lr_anneal_steps: Any = 0.0  # () env steps over which lr decays linearly to 0, >= 0; 0 = constant lr
 
 
 _HPARAM_RANGES = {"lr": (0.0, None), "gamma": (0.0, 1.0), "td_lambda": (0.0, 1.0),
                   "eps_start": (0.0, 1.0), "eps_end": (0.0, 1.0), "eps_decay_steps": (0.0, None),
                   "target_tau": (1e-12, 1.0), "max_grad_norm": (1e-12, None),
-                  "lr_end": (0.0, None), "lr_decay_steps": (0.0, None)}
+                  "lr_anneal_steps": (0.0, None)}
 
 
 class ValueHParams(_ValueHParamsFields):
@@ -105,18 +104,9 @@ class ValueState(NamedTuple):
     env_steps: jax.Array  # () int32, environment steps acted (advanced by the runner)
 
 
-def _optimizer(hparams: ValueHParams, env_steps: jax.Array | None = None) -> optax.GradientTransformation:
-    """Clipped Adam at the learning rate of `env_steps` (its state does not depend on the rate)."""
-    return optax.chain(optax.clip_by_global_norm(hparams.max_grad_norm),
-                       optax.adam(_learning_rate(hparams, env_steps)))
-
-
-def _learning_rate(hparams: ValueHParams, env_steps: jax.Array | None) -> jax.Array:
-    """`lr`, annealed linearly to `lr_end` over `lr_decay_steps` env steps when that is > 0."""
-    if env_steps is None:
-        return hparams.lr
-    annealed = ops.epsilon_schedule(env_steps, hparams.lr, hparams.lr_end, hparams.lr_decay_steps)
-    return jnp.where(hparams.lr_decay_steps > 0, annealed, hparams.lr)
+def _optimizer(hparams: ValueHParams, lr: jax.Array) -> optax.GradientTransformation:
+    """Clipped Adam at rate `lr` (Adam's state does not depend on the rate, so it may anneal)."""
+    return optax.chain(optax.clip_by_global_norm(hparams.max_grad_norm), optax.adam(lr))
 
 
 def _unroll(network, params, batch: Transition, hidden_dim: int, num_agents: int, recurrent: bool,
@@ -162,7 +152,7 @@ def make_value_learner(spec: EnvSpec, config: ValueConfig, mixer: str) -> Learne
         key_net, key_mix = jax.random.split(key)
         params = network.init(key_net)
         mixer_params = qmix.init(key_mix) if qmix else {}
-        opt_state = _optimizer(hparams).init((params, mixer_params))
+        opt_state = _optimizer(hparams, hparams.lr).init((params, mixer_params))
         zero = jnp.zeros((), jnp.int32)
         return ValueState(params, mixer_params, params, mixer_params, opt_state, hparams, zero, zero)
 
@@ -223,7 +213,8 @@ def make_value_learner(spec: EnvSpec, config: ValueConfig, mixer: str) -> Learne
             return losses.mean(), (q_mean.mean(), target_mean.mean())
 
         (loss, (q_mean, target_mean)), grads = jax.value_and_grad(loss_fn, has_aux=True)(online)
-        tx = _optimizer(hp, state.env_steps)
+        lr = annealed_lr(hp, state.env_steps)
+        tx = _optimizer(hp, lr)
         deltas, opt_state = tx.update(grads, state.opt_state, online)
         online = optax.apply_updates(online, deltas)
         updates = state.updates + 1
@@ -231,7 +222,7 @@ def make_value_learner(spec: EnvSpec, config: ValueConfig, mixer: str) -> Learne
         tau = jnp.where(due, hp.target_tau, 0.0)
         target = ops.polyak_update(target, online, tau)
         metrics = {"loss": loss, "q_mean": q_mean, "target_mean": target_mean,
-                   "grad_norm": global_norm(grads), "lr": _learning_rate(hp, state.env_steps),
+                   "grad_norm": global_norm(grads), "lr": lr,
                    "epsilon": ops.epsilon_schedule(state.env_steps, hp.eps_start, hp.eps_end, hp.eps_decay_steps)}
         new_state = state._replace(params=online[0], mixer_params=online[1], target_params=target[0],
                                    target_mixer_params=target[1], opt_state=opt_state, updates=updates)
