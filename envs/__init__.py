@@ -5,6 +5,7 @@ Import as `jaxmarl_lab.envs` (this folder is mapped there by pyproject.toml).
     from jaxmarl_lab import envs
     env = envs.make("particle-spread", num_agents=3)
     state, ts = env.reset(key, env.default_params())
+    env = envs.make("grid-world", layout="random", obs_last_action=True)  # + previous action
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from .core import Environment
 from .grid_world import GridWorld, GridWorldParams, GridWorldState
 from .particle_spread import ParticleSpread, ParticleSpreadParams, ParticleSpreadState
 from .rendezvous import Rendezvous, RendezvousParams, RendezvousState
+from .wrappers import LastActionObs, LastActionState
 
 _REGISTRY: dict[str, Callable[..., Environment]] = {
     "grid-world": GridWorld,
@@ -28,15 +30,21 @@ def registered_names() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def make(name: str, **static_kwargs: Any) -> Environment:
+def make(name: str, obs_last_action: bool = False, **static_kwargs: Any) -> Environment:
     """Builds a registered environment from its static (shape-setting) options.
 
+    `obs_last_action=True` wraps it in `LastActionObs`: each agent's previous action is
+    appended to its observation (EPyMARL's option of that name).
+
     Raises:
-        ValueError: for an unknown name, listing the valid ones.
+        ValueError: for an unknown name, listing the valid ones, or a non-bool `obs_last_action`.
     """
     if name not in _REGISTRY:
         raise ValueError(f"unknown environment {name!r}; valid names: {', '.join(registered_names())}")
-    return _REGISTRY[name](**static_kwargs)
+    if not isinstance(obs_last_action, bool):
+        raise ValueError(f"obs_last_action must be True or False, got {obs_last_action!r}")
+    env = _REGISTRY[name](**static_kwargs)
+    return LastActionObs(env) if obs_last_action else env
 
 
 __all__ = [
@@ -44,4 +52,5 @@ __all__ = [
     "GridWorld", "GridWorldParams", "GridWorldState",
     "ParticleSpread", "ParticleSpreadParams", "ParticleSpreadState",
     "Rendezvous", "RendezvousParams", "RendezvousState",
+    "LastActionObs", "LastActionState",
 ]

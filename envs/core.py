@@ -118,6 +118,11 @@ class Environment(abc.ABC, Generic[State, Params]):
         """Steps after which an episode is truncated. Default: `params.max_steps`."""
         return params.max_steps  # type: ignore[attr-defined]
 
+    @property
+    def unwrapped(self) -> "Environment":
+        """The innermost environment under any wrappers (`envs.wrappers`); itself here."""
+        return self
+
     # ----- the public API ------------------------------------------------------------
     def reset(self, key: jax.Array, params: Params | None = None) -> tuple[State, TimeStep]:
         """Starts an episode: `(state, TimeStep)` for one environment."""
