@@ -96,6 +96,19 @@ def test_config_file_and_flags_compose(run_dir, tmp_path):
     assert parse_assignment("config.recurrent=true") == ("config", "recurrent", True)
 
 
+def test_train_and_eval_with_the_previous_action_observed(tmp_path, capsys):
+    """`env_kwargs.obs_last_action=true` wraps the env (O grows by A = 5) through train, checkpoint and eval."""
+    path = str(tmp_path / "iql-lesson-last-action")
+    assert main(["train", *TINY_FLAGS, "--set", "env_kwargs.obs_last_action=true", "--run-dir", path]) == 0
+    config = json.load(open(os.path.join(path, "config.json")))
+    assert config["env_kwargs"] == {"layout": "lesson", "obs_last_action": True}
+    capsys.readouterr()
+    assert main(["eval", path, "--episodes", "2"]) == 0
+    assert "optimum (breadth-first search, fixed layout): 0.970" in capsys.readouterr().out
+    assert envs.make("grid-world", **config["env_kwargs"]).spec.obs_dim == \
+        envs.make("grid-world", layout="lesson").spec.obs_dim + 5
+
+
 def test_resume_of_a_finished_run_changes_nothing(run_dir, capsys):
     before = open(os.path.join(run_dir, "checkpoint.npz"), "rb").read()
     assert main(["train", "--resume", run_dir, "--no-progress", "--no-plot"]) == 0
@@ -110,6 +123,7 @@ def test_list_names_every_env_learner_and_field(capsys):
     for field in ("lr=0.0005", "eps_decay_steps=50000.0", "clip_eps=0.2", "tau=0.01", "layout='random'",
                   "local_ratio=0.5", "coupling=1.0", "hparams.lr=0.003", "learning_starts=0"):
         assert field in out, field
+    assert out.count("obs_last_action=False") == len(envs.registered_names())
 
 
 def test_bench_prints_device_version_and_rates(capsys):
@@ -145,6 +159,8 @@ def test_out_of_range_numbers(capsys):
     assert "max_steps" in line
     line = one_error_line(capsys, ["train", "--seeds", "0"])
     assert "--seeds must be an integer >= 1, got 0" in line
+    line = one_error_line(capsys, ["train", "--env", "grid-world", "--set", "env_kwargs.obs_last_action=yes"])
+    assert "obs_last_action must be True or False, got 'yes'" in line
 
 
 def test_unknown_field_and_bad_set(capsys):

@@ -26,6 +26,8 @@ def describe_env(name: str) -> list[str]:
              f"actions of size {spec.action_size}"]
     options = [f"{p.name}={p.default!r}" for p in inspect.signature(type(env).__init__).parameters.values()
                if p.name != "self"]
+    wrap = inspect.signature(envs.make).parameters["obs_last_action"]  # every env: the LastActionObs wrapper
+    options.append(f"{wrap.name}={wrap.default!r}")
     lines.append(f"  env_kwargs (static): {', '.join(options)}")
     params = env.default_params()
     fields = [f"{f.name}={_value(getattr(params, f.name))}" for f in dataclasses.fields(params)]
