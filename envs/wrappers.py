@@ -14,6 +14,7 @@ environment runs exactly the inner one's episodes.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import jax
@@ -61,9 +62,7 @@ class LastActionObs(Environment):
             raise ValueError(f"LastActionObs wraps an Environment, got {type(env).__name__}")
         self.env = env
         self.batch_minor = env.batch_minor
-        inner = env.spec
-        self._spec = EnvSpec(inner.name, inner.num_agents, inner.obs_dim + inner.action_size, inner.state_dim,
-                             inner.action_kind, inner.action_size, inner.action_low, inner.action_high)
+        self._spec = dataclasses.replace(env.spec, obs_dim=env.spec.obs_dim + env.spec.action_size)
 
     def __getattr__(self, name: str) -> Any:  # only called for names not found on the wrapper
         if name.startswith("__") or name == "env":
