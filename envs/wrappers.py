@@ -30,18 +30,15 @@ from .core import Environment
 class LastActionState:
     """The inner state and each agent's previous action (`...`: batch axes of a batch-minor env).
 
-    Reading any other field (`step`, `pos`, ...) reads the inner state's, so code that
-    inspects states (rendering, exact optima of a layout) works on wrapped ones too.
+    Reading any other field (`step`, which the base class's time limit and auto-reset use,
+    `pos`, ...) reads the inner state's, so code that inspects states (rendering, exact
+    optima of a layout) works on wrapped ones too.
     """
 
     inner: Any  # the wrapped environment's state
     last_action: jax.Array  # (N, ...) int32, -1 before the first step; or (N, D, ...) float32, 0 then
 
-    @property
-    def step(self) -> jax.Array:
-        return self.inner.step
-
-    def __getattr__(self, name: str) -> Any:  # other fields (`pos`, `agent_pos`, ...) read from `inner`
+    def __getattr__(self, name: str) -> Any:  # other fields (`step`, `pos`, ...) read from `inner`
         if name.startswith("__") or name == "inner":
             raise AttributeError(name)
         return getattr(self.inner, name)
