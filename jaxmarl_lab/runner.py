@@ -74,8 +74,32 @@ class Runner(NamedTuple):
     iterate: Callable[[RunnerState], tuple[RunnerState, dict]]
 
 
+def check_learner_fits(env, learner: Learner) -> None:
+    """Refuses a learner built for another environment than `env` (compares `learner.spec` with `env.spec`).
+
+    Every `EnvSpec` field but `name` is compared: the sizes, the action kind and the action bounds
+    shape the learner's networks and actions, the registry name does not. A learner whose `spec` is
+    None (built by hand) is not checked.
+
+    Raises:
+        ValueError: naming each differing field with the learner's and the env's value.
+    """
+    if learner.spec is None:
+        return
+    diffs = [f"{f.name} {getattr(learner.spec, f.name)!r} (learner) vs {getattr(env.spec, f.name)!r} (env)"
+             for f in dataclasses.fields(learner.spec)
+             if f.name != "name" and getattr(learner.spec, f.name) != getattr(env.spec, f.name)]
+    if diffs:
+        raise ValueError(f"learner was built for a different environment: {', '.join(diffs)}")
+
+
 def make_runner(env, learner: Learner, config: RunnerConfig, env_params: Any = None) -> Runner:
-    """`init(key, hparams) -> RunnerState` and one training iteration `iterate(state)`."""
+    """`init(key, hparams) -> RunnerState` and one training iteration `iterate(state)`.
+
+    Raises:
+        ValueError: if `learner` was built for an environment with another spec than `env`'s.
+    """
+    check_learner_fits(env, learner)
     env_params = env.default_params() if env_params is None else env_params
     buffer = make_buffer(config.buffer_capacity, config.batch_size)
     b, t = config.num_envs, config.rollout_len
@@ -206,7 +230,11 @@ def make_evaluate(env, learner: Learner, num_episodes: int, max_steps: int, env_
     """`evaluate(key, learner_state) -> dict`: the greedy policy's first episodes, in jit.
 
     See `run_episodes` for what the dict holds.
+
+    Raises:
+        ValueError: for a non-positive count, or a `learner` built for another spec than `env`'s.
     """
+    check_learner_fits(env, learner)
     num_episodes = check_positive_int("num_episodes", num_episodes)
     max_steps = check_positive_int("max_steps", max_steps)
     env_params = env.default_params() if env_params is None else env_params

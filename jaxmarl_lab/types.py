@@ -114,6 +114,10 @@ class Learner(NamedTuple):
 
     Every learner state has an `env_steps` field (environment steps acted so far; the
     runner advances it) on which exploration schedules depend.
+
+    `spec` is the `EnvSpec` the learner was built from (every `make_<alg>` sets it); the
+    runner refuses an environment whose spec differs from it. A hand-built learner may
+    leave it None, and then nothing is checked.
     """
 
     init: Callable[..., Any]
@@ -121,3 +125,4 @@ class Learner(NamedTuple):
     act: Callable[..., Any]
     update: Callable[..., Any]
     on_policy: bool = False  # update takes the rollout just collected, not replayed sequences
+    spec: EnvSpec | None = None  # the environment the learner was built for; None: unknown, not checked

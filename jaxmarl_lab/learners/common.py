@@ -1,4 +1,4 @@
-"""Helpers shared by the learners: hyperparameter range checks, the lr anneal and gradient norms."""
+"""Helpers shared by the learners: hyperparameter type and range checks, the lr anneal and gradient norms."""
 
 from __future__ import annotations
 
@@ -40,15 +40,49 @@ def check_hparams(hparams: NamedTuple, ranges: dict[str, tuple[float | None, flo
             raise ValueError(f"{type(hparams).__name__}.{name} must be in {allowed}, got {value!r}")
 
 
-def create_hparams(cls: type, ranges: dict[str, tuple[float | None, float | None]], values: dict) -> Any:
-    """`cls(**values)` (a hyperparameter NamedTuple) with unknown fields refused and ranges checked.
+def is_real_scalar(value: Any) -> bool:
+    """Whether `value` is one real number: a Python int or float, or a NumPy/JAX integer or float scalar or
+    0-d array. Bools, strings, complex numbers, containers, None and arrays with ndim > 0 are not."""
+    if isinstance(value, (bool, np.bool_)):
+        return False
+    if isinstance(value, (int, float)):  # np.float64 is a float
+        return True
+    if isinstance(value, (np.ndarray, np.generic, jax.Array)):
+        return np.ndim(value) == 0 and any(jnp.issubdtype(value.dtype, kind) for kind in (jnp.integer, jnp.floating))
+    return False
+
+
+def check_real_scalar(owner: str, name: str, value: Any) -> None:
+    """Refuses a `value` of field `owner.name` that is not one real number (see `is_real_scalar`).
 
     Raises:
-        ValueError: naming an unknown field, or a field, its value and the allowed range.
+        ValueError: naming the field and the value.
+    """
+    if not is_real_scalar(value):
+        raise ValueError(f"{owner}.{name} must be a real number, got {value!r}")
+    if isinstance(value, int):  # a Python int may be too large for any float
+        try:
+            float(value)
+        except OverflowError:
+            raise ValueError(f"{owner}.{name} must be a real number within float range, got {value!r}") from None
+
+
+def create_hparams(cls: type, ranges: dict[str, tuple[float | None, float | None]], values: dict) -> Any:
+    """`cls(**values)` (a hyperparameter NamedTuple) from user input: unknown fields refused, each given
+    value a real scalar number, ranges checked, all before anything is traced.
+
+    Only `create` insists on scalars: `check_hparams` also sees traced values and stacks `(P,)` that a
+    sweep builds with the constructor.
+
+    Raises:
+        ValueError: naming an unknown field; a field and a value that is not a real scalar number; or a
+            field, its value and the allowed range.
     """
     unknown = set(values) - set(cls._fields)
     if unknown:
         raise ValueError(f"unknown {cls.__name__} fields {sorted(unknown)}; valid: {list(cls._fields)}")
+    for name, value in values.items():
+        check_real_scalar(cls.__name__, name, value)
     hparams = cls(**values)
     check_hparams(hparams, ranges)
     return hparams

@@ -280,4 +280,4 @@ def make_maddpg(spec: EnvSpec, config: MADDPGConfig = MADDPGConfig()) -> Learner
             actor_opt_state=actor_opt, critic_opt_state=critic_opt, updates=state.updates + 1)
         return new_state, metrics
 
-    return Learner(init, initial_carry, act, update)
+    return Learner(init, initial_carry, act, update, spec=spec)

@@ -311,7 +311,7 @@ def make_ppo(spec: EnvSpec, config: PPOConfig = PPOConfig()) -> Learner:
                                    value_norm=vn, updates=state.updates + 1)
         return new_state, metrics
 
-    return Learner(init, initial_carry, act, update, on_policy=True)
+    return Learner(init, initial_carry, act, update, on_policy=True, spec=spec)
 
 
 def _optimizer(hparams: PPOHParams, env_steps: jax.Array = 0) -> optax.GradientTransformation:

@@ -228,7 +228,7 @@ def make_value_learner(spec: EnvSpec, config: ValueConfig, mixer: str) -> Learne
                                    target_mixer_params=target[1], opt_state=opt_state, updates=updates)
         return new_state, metrics
 
-    return Learner(init, initial_carry, act, update)
+    return Learner(init, initial_carry, act, update, spec=spec)
 
 
 def make_iql(spec: EnvSpec, config: ValueConfig = ValueConfig()) -> Learner:
