@@ -17,12 +17,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import zipfile
 from typing import Any
 
 import jax
 import numpy as np
+
+from jaxmarl_lab.files import atomic_write
 
 FORMAT = "jaxmarl-lab-checkpoint/1"
 
@@ -42,32 +43,13 @@ def save_checkpoint(path: str, state: Any, meta: dict) -> None:
     """Writes `state` (a pytree of arrays) and `meta` to `path` atomically.
 
     The arrays are copied to the host, written to a temporary file in the same folder,
-    flushed to disk and renamed over `path`, so a reader (or a killed writer) only ever
-    sees the previous complete checkpoint or the new one.
+    flushed to disk and renamed over `path` (`files.atomic_write`), so a reader (or a killed
+    writer, or a full disk) only ever leaves the previous complete checkpoint or the new one.
     """
     leaves, treedef = jax.tree.flatten(jax.device_get(state))
     full_meta = {**meta, "format": FORMAT, "treedef": str(treedef), "leaves": describe_leaves(leaves)}
     arrays = {f"leaf_{i:05d}": np.asarray(x) for i, x in enumerate(leaves)}
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".npz")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, meta=np.array(json.dumps(full_meta)), **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+    atomic_write(path, lambda f: np.savez(f, meta=np.array(json.dumps(full_meta)), **arrays))
 
 
 def read_meta(path: str) -> dict:
@@ -108,6 +90,7 @@ def load_checkpoint(path: str, template: Any, expected_hash: str) -> tuple[Any, 
             raise ValueError(f"checkpoint {path!r} is mismatched: leaf {i} is {got[1]}{tuple(got[0])}, "
                              f"the run config expects {want[1]}{tuple(want[0])}")
     try:
+        _check_headers(path, expected)  # before np.load allocates what a (crafted) header claims
         with np.load(path, allow_pickle=False) as data:
             leaves = [data[f"leaf_{i:05d}"] for i in range(len(expected))]
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
@@ -117,3 +100,16 @@ def load_checkpoint(path: str, template: Any, expected_hash: str) -> tuple[Any, 
             raise ValueError(f"checkpoint {path!r} is corrupt: leaf {i} is {x.dtype}{x.shape}, its header "
                              f"says {want[1]}{tuple(want[0])}")
     return jax.tree.unflatten(treedef, leaves), meta
+
+
+def _check_headers(path: str, expected: list[list]) -> None:
+    """Raises ValueError if an array header in the file disagrees with the expected `[shape, dtype]`."""
+    with zipfile.ZipFile(path) as archive:
+        for i, want in enumerate(expected):
+            with archive.open(f"leaf_{i:05d}.npy") as f:
+                major, _ = np.lib.format.read_magic(f)
+                read = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
+                shape, _, dtype = read(f)
+            if [list(shape), str(dtype)] != want:
+                raise ValueError(f"leaf {i}'s array header claims {dtype}{tuple(shape)}, the run config expects "
+                                 f"{want[1]}{tuple(want[0])}")

@@ -18,9 +18,23 @@ import os
 import tempfile
 from typing import Any, Callable, NamedTuple
 
+import numpy as np
+
 from jaxmarl_lab import envs
-from jaxmarl_lab.learners import (MADDPGConfig, MADDPGHParams, PPOConfig, PPOHParams, ValueConfig, ValueHParams,
-                                  make_iql, make_ippo, make_maddpg, make_mappo, make_qmix, make_vdn)
+from jaxmarl_lab.learners import (
+    MADDPGConfig,
+    MADDPGHParams,
+    PPOConfig,
+    PPOHParams,
+    ValueConfig,
+    ValueHParams,
+    make_ippo,
+    make_iql,
+    make_maddpg,
+    make_mappo,
+    make_qmix,
+    make_vdn,
+)
 from jaxmarl_lab.runner import RunnerConfig
 from jaxmarl_lab.types import Learner
 
@@ -65,6 +79,23 @@ LEARNERS: dict[str, LearnerEntry] = {
 }
 
 
+MAX_SEED = 2**32  # jax.random.PRNGKey keeps the low 32 bits of a seed (without x64), so larger seeds repeat
+
+
+def seed_keys(seed: int, num_seeds: int) -> np.ndarray:
+    """`(K, 2) uint32`: `jax.random.PRNGKey(seed + s)` for s < K, in closed form (no K device calls).
+
+    A threefry key of a seed in `[0, 2**32)` is `[0, seed]`.
+
+    Raises:
+        ValueError: if the seeds leave `[0, 2**32)`.
+    """
+    if not 0 <= seed <= MAX_SEED - num_seeds:
+        raise ValueError(f"seeds must lie in [0, 2**32): seed {seed} with {num_seeds} seeds does not")
+    seeds = np.arange(seed, seed + num_seeds, dtype=np.uint64).astype(np.uint32)
+    return np.stack([np.zeros_like(seeds), seeds], axis=1)
+
+
 def learner_names() -> list[str]:
     return sorted(LEARNERS)
 
@@ -102,6 +133,9 @@ class RunConfig:
         run = cls(**values)
         if run.num_seeds < 1:
             raise ValueError(f"run-config num_seeds must be >= 1, got {run.num_seeds}")
+        if not 0 <= run.seed <= MAX_SEED - run.num_seeds:
+            raise ValueError(f"run-config seed must be in [0, 2**32 - num_seeds] = [0, {MAX_SEED - run.num_seeds}] "
+                             f"(seeds seed..seed+num_seeds-1 must be distinct 32-bit seeds), got {run.seed}")
         return run
 
     def to_dict(self) -> dict:
@@ -125,6 +159,10 @@ def read_config_file(path: str, what: str = "run config") -> dict:
                 values = json.load(f)
     except FileNotFoundError:
         raise ValueError(f"{what} {path!r} does not exist") from None
+    except IsADirectoryError:
+        raise ValueError(f"{what} {path!r} is a directory; give a .json or .toml file") from None
+    except OSError as e:
+        raise ValueError(f"{what} {path!r} cannot be read ({e.strerror or e})") from None
     except ValueError as e:  # JSONDecodeError and TOMLDecodeError
         raise ValueError(f"{what} {path!r} is not valid {kind}: {e}") from None
     if not isinstance(values, dict):

@@ -22,6 +22,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from jaxmarl_lab import memory
 from jaxmarl_lab.envs.core import check_positive_int
 from jaxmarl_lab.runner import make_evaluate
 
@@ -128,13 +129,14 @@ def summarize(returns: np.ndarray, optimum: np.ndarray | None) -> dict:
     return out
 
 
-def evaluate_run(run_dir: str, episodes: int = 100, seed: int = 10_000) -> dict:
+def evaluate_run(run_dir: str, episodes: int = 100, seed: int = 10_000, memory_budget: int | None = None) -> dict:
     """Evaluates the greedy policy of every seed of a run directory's checkpoint.
 
     Args:
         run_dir: a directory written by `training.train_run`.
         episodes: K episodes per seed.
         seed: seed of the evaluation key (the same K starts for every seed).
+        memory_budget: bytes the evaluation may use (default: the device's free memory).
 
     Returns:
         A JSON-able dict: run description, `returns` `(S, K)` as lists, `mean`, `ci95`,
@@ -142,12 +144,17 @@ def evaluate_run(run_dir: str, episodes: int = 100, seed: int = 10_000) -> dict:
         `gap_mean`, `gap_ci95`, `optimal_fraction`; `optimum` says how it was computed.
 
     Raises:
-        FileNotFoundError, ValueError: no run directory or checkpoint, or a bad one.
+        FileNotFoundError, ValueError: no run directory or checkpoint, or a bad one; more
+            episodes than fit in memory.
     """
     from jaxmarl_lab.training import load_run_state
 
     episodes = check_positive_int("episodes", episodes)
     built, run, state, meta = load_run_state(run_dir)
+    per_episode = memory.episode_bytes(built) * run.num_seeds
+    budget = memory.available_bytes() if memory_budget is None else memory_budget
+    memory.check_fits(per_episode * episodes, budget, f"evaluating {episodes:,} episodes x {run.num_seeds} seed(s)",
+                      f"the most --episodes that fit is about {max(1, budget // per_episode):,}")
     key = jax.random.PRNGKey(seed)
     out = evaluate_state(built, state.learner, key, episodes)
     optimum, how = optimal_returns(built.env, built.env_params, key, episodes)

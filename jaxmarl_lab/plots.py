@@ -13,7 +13,10 @@ import os
 
 import numpy as np
 
+from jaxmarl_lab.config import load_run_config
 from jaxmarl_lab.evaluation import t_quantile_975
+from jaxmarl_lab.files import atomic_write
+from jaxmarl_lab.rundir import CONFIG, CURVE, METRICS, read_metrics
 
 
 def curve_band(returns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -62,18 +65,15 @@ def plot_learning_curve(env_steps: np.ndarray, returns: np.ndarray, path: str, t
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right")
     fig.tight_layout()
-    tmp = os.path.join(os.path.dirname(os.path.abspath(path)), ".tmp-" + os.path.basename(path))
-    fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        atomic_write(path, lambda f: fig.savefig(f, dpi=110, format="png"))
+    finally:
+        plt.close(fig)
     return True
 
 
 def plot_run_dir(run_dir: str) -> bool:
     """Writes `learning_curve.png` of a run directory from its `metrics.jsonl`. False if nothing to plot."""
-    from jaxmarl_lab.config import load_run_config
-    from jaxmarl_lab.training import CONFIG, CURVE, METRICS, read_metrics
-
     rows = read_metrics(os.path.join(run_dir, METRICS))
     if not rows:
         return False

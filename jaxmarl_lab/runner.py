@@ -23,6 +23,8 @@ from jaxmarl_lab.envs.core import check_positive_int
 from jaxmarl_lab.replay import BufferState, make_buffer
 from jaxmarl_lab.types import Learner, TimeStep, Transition
 
+MAX_ENV_STEPS = 2**31 - 1  # learner states count environment steps per seed in int32
+
 
 @dataclasses.dataclass(frozen=True)
 class RunnerConfig:
@@ -41,6 +43,9 @@ class RunnerConfig:
                      "updates_per_rollout"):
             check_positive_int(f"RunnerConfig.{name}", getattr(self, name))
         check_positive_int("RunnerConfig.learning_starts", self.learning_starts, minimum=0)
+        if self.total_env_steps > MAX_ENV_STEPS:
+            raise ValueError(f"RunnerConfig.total_env_steps must be <= {MAX_ENV_STEPS:,} (2**31 - 1: learners count "
+                             f"environment steps in int32), got {self.total_env_steps:,}")
         if self.batch_size > self.buffer_capacity:
             raise ValueError(f"RunnerConfig.batch_size ({self.batch_size}) must be <= "
                              f"RunnerConfig.buffer_capacity ({self.buffer_capacity})")

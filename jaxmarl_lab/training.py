@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
 import sys
 import time
 from typing import Any, Callable, NamedTuple, TextIO
@@ -31,18 +30,24 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxmarl_lab import memory, plots
 from jaxmarl_lab.checkpoint import config_hash, load_checkpoint, read_meta, save_checkpoint
-from jaxmarl_lab.config import Built, RunConfig, build, load_run_config, save_run_config, write_json_atomic
+from jaxmarl_lab.config import Built, RunConfig, build, load_run_config, save_run_config, seed_keys, write_json_atomic
 from jaxmarl_lab.envs.core import check_positive_int
+from jaxmarl_lab.files import DirLock, atomic_write_text, describe_os_error, remove_temp_files
+from jaxmarl_lab.interrupts import critical
+from jaxmarl_lab.rundir import CHECKPOINT, CONFIG, METRICS, TRAIN, open_run_dir, read_metrics, trim_metrics
 from jaxmarl_lab.runner import RunnerState, make_runner
 
-CONFIG, TRAIN, METRICS, CHECKPOINT, CURVE = "config.json", "train.json", "metrics.jsonl", "checkpoint.npz", \
-    "learning_curve.png"
 _RUNNER_METRICS = ("episode_return", "episode_length", "episodes", "env_steps")
 
 
 class NonFiniteError(RuntimeError):
     """A loss or parameter became NaN or infinite; the message names the update."""
+
+
+class CheckpointWriteError(OSError):
+    """A checkpoint or metrics row could not be written (a full disk, say); the previous checkpoint is kept."""
 
 
 class TrainResult(NamedTuple):
@@ -60,11 +65,6 @@ class Training(NamedTuple):
     run: RunConfig  # the run config it was built from
     init: Callable[[], RunnerState]  # jitted; RunnerState with a leading (S,) seed axis
     chunk: Callable[[RunnerState, int], tuple[RunnerState, dict]]  # jitted, k static; metrics (k, S)
-
-
-def seed_keys(run: RunConfig) -> jax.Array:
-    """`(S, 2)` uint32 keys of seeds `run.seed, run.seed + 1, ...`."""
-    return jnp.stack([jax.random.PRNGKey(run.seed + i) for i in range(run.num_seeds)])
 
 
 def make_training(run: RunConfig, built: Built | None = None) -> Training:
@@ -85,7 +85,7 @@ def make_training(run: RunConfig, built: Built | None = None) -> Training:
             _COMPILED.pop(next(iter(_COMPILED)))
         _COMPILED[key] = _jitted_functions(built)
     init, chunk = _COMPILED[key]
-    return Training(built, run, lambda: init(seed_keys(run), built.hparams), chunk)
+    return Training(built, run, lambda: init(jnp.asarray(seed_keys(run.seed, run.num_seeds)), built.hparams), chunk)
 
 
 _COMPILED: dict[str, tuple[Callable, Callable]] = {}
@@ -116,6 +116,23 @@ def _jitted_functions(built: Built) -> tuple[Callable, Callable]:
     return jax.jit(init), jax.jit(chunk, static_argnums=1)
 
 
+def check_memory(built: Built, num_seeds: int, budget: int | None = None) -> None:
+    """Refuses (ValueError, one line) a run of `num_seeds` seeds whose estimate exceeds `budget` bytes
+    (default the device's free memory), naming the largest `--seeds` or `num_envs` that fits."""
+    budget = memory.available_bytes() if budget is None else budget
+    per_seed = memory.member_bytes(built)
+    if per_seed * num_seeds <= budget:
+        return
+    fit = budget // per_seed
+    if fit >= 1:
+        hint = f"the most seeds that fit is about --seeds {fit}"
+    else:
+        envs = max(1, int(built.runner.num_envs * budget / per_seed))
+        hint = (f"one seed alone needs {memory.mib(per_seed)}: lower runner.num_envs (now "
+                f"{built.runner.num_envs:,}) to about {envs:,}, or runner.buffer_capacity")
+    memory.check_fits(per_seed * num_seeds, budget, f"this run ({num_seeds:,} seed(s))", hint)
+
+
 def default_chunk_updates(num_iterations: int) -> int:
     """About 20 chunks per run (20 checkpoints and progress lines).
 
@@ -123,38 +140,59 @@ def default_chunk_updates(num_iterations: int) -> int:
     shorter last chunk needs a second compilation.
     """
     n = num_iterations
-    divisors = [d for d in range(max(1, n // 40), n // 10 + 1) if n % d == 0]
-    return min(divisors, key=lambda d: abs(d - n / 20)) if divisors else max(1, math.ceil(n / 20))
+    small = [d for d in range(1, math.isqrt(n) + 1) if n % d == 0]  # O(sqrt n), even for huge runs
+    divisors = [d for d in small + [n // d for d in small] if max(1, n // 40) <= d <= n // 10]
+    return min(divisors, key=lambda d: (abs(d - n / 20), d)) if divisors else max(1, math.ceil(n / 20))
 
 
 def train_run(run: RunConfig, run_dir: str, *, chunk_updates: int | None = None, overwrite: bool = False,
-              progress: bool = True, plot: bool = True, stream: TextIO | None = None) -> TrainResult:
+              progress: bool = True, plot: bool = True, stream: TextIO | None = None,
+              memory_budget: int | None = None) -> TrainResult:
     """Trains `run` from scratch in `run_dir`.
+
+    Everything that can fail before training (the run config, the learner, tracing its
+    initial state) is built first; only then is `run_dir` created or, with `overwrite`, an
+    old run in it replaced. The run directory is locked for as long as this call works in it.
 
     Args:
         run: the run config (validated here, before anything is written or traced).
         run_dir: the run directory to create.
         chunk_updates: iterations per jitted chunk = checkpoint interval; None: about 20 chunks.
-        overwrite: replace an existing run directory (one holding config.json).
+        overwrite: replace an existing run directory (one written by `train_run`, see `rundir`).
         progress: print a progress line per chunk to `stream` (default stderr).
         plot: write learning_curve.png at the end (needs matplotlib).
+        memory_budget: bytes the run may use (default: the device's free memory, `memory.available_bytes`).
 
     Raises:
-        ValueError: bad run config or chunk_updates.
-        FileExistsError: `run_dir` exists and `overwrite` is false.
+        ValueError: bad run config or chunk_updates, or a run estimated not to fit in memory.
+        FileExistsError: `run_dir` exists and `overwrite` is false, or it is not a run that may be replaced.
+        LockedError: another process works in `run_dir`.
         NonFiniteError: a loss or parameter became non-finite.
+        CheckpointWriteError: a checkpoint could not be written (the previous one is kept).
     """
     start = time.perf_counter()
     built = build(run)
     n = built.runner.num_iterations
     k = default_chunk_updates(n) if chunk_updates is None else check_positive_int("chunk_updates", chunk_updates)
-    _prepare_dir(run_dir, overwrite)
-    save_run_config(run, os.path.join(run_dir, CONFIG))
-    write_json_atomic(os.path.join(run_dir, TRAIN), {"chunk_updates": k})
-    open(os.path.join(run_dir, METRICS), "w").close()
+    check_memory(built, run.num_seeds, memory_budget)
     training = make_training(run, built)
-    return _finish(training, run_dir, _loop(training, training.init(), 0, k, run_dir, progress, stream),
-                   plot, start)
+    jax.eval_shape(training.init)  # traces the learner and env: a bad value fails here, before any file changes
+    if progress and n * built.runner.steps_per_iteration != built.runner.total_env_steps:
+        print(f"note: total_env_steps {built.runner.total_env_steps:,} is not a multiple of num_envs x rollout_len "
+              f"= {built.runner.steps_per_iteration:,}; training {n * built.runner.steps_per_iteration:,} steps "
+              f"({n:,} iterations)", file=stream or sys.stderr)
+    with critical():
+        lock = open_run_dir(run_dir, overwrite)
+        try:
+            save_run_config(run, os.path.join(run_dir, CONFIG))
+            write_json_atomic(os.path.join(run_dir, TRAIN), {"chunk_updates": k})
+            atomic_write_text(os.path.join(run_dir, METRICS), "")
+        except BaseException:
+            lock.release()
+            raise
+    with lock:
+        return _finish(training, run_dir, _loop(training, training.init(), 0, k, run_dir, progress, stream),
+                       plot, start)
 
 
 def resume_run(run_dir: str, *, progress: bool = True, plot: bool = True, stream: TextIO | None = None) -> TrainResult:
@@ -162,29 +200,28 @@ def resume_run(run_dir: str, *, progress: bool = True, plot: bool = True, stream
 
     Raises:
         FileNotFoundError: `run_dir` does not exist.
-        ValueError: it is not a run directory, or its checkpoint is corrupt or mismatched.
+        ValueError: it is not a run directory, its checkpoint is corrupt, mismatched or holds
+            non-finite parameters, or a metrics line other than a torn last one is damaged.
+        LockedError: another process works in `run_dir`.
         NonFiniteError: a loss or parameter became non-finite.
     """
     start = time.perf_counter()
     run = _read_run(run_dir)
-    training = make_training(run)
-    n = training.built.runner.num_iterations
-    k = _read_chunk_updates(run_dir, n)
-    for name in os.listdir(run_dir):  # temporary files of a writer that was killed mid-write
-        if name.startswith(".tmp-"):
-            os.unlink(os.path.join(run_dir, name))
-    path = os.path.join(run_dir, CHECKPOINT)
-    if os.path.exists(path):
-        template = jax.eval_shape(training.init)
-        state, meta = load_checkpoint(path, template, config_hash(run.to_dict()))
-        state, done = jax.tree.map(jnp.asarray, state), int(meta["iteration"])
-        k = int(meta.get("chunk_updates", k))
-    else:
-        state, done = training.init(), 0
-    _truncate_metrics(os.path.join(run_dir, METRICS), done)
-    if done < n and progress:
-        print(f"resuming {run_dir} at iteration {done} of {n}", file=stream or sys.stderr)
-    return _finish(training, run_dir, _loop(training, state, done, k, run_dir, progress, stream), plot, start)
+    with DirLock(run_dir, "run directory"):
+        training = make_training(run)
+        n = training.built.runner.num_iterations
+        k = _read_chunk_updates(run_dir, n)
+        remove_temp_files(run_dir)  # of a writer that was killed mid-write
+        path = os.path.join(run_dir, CHECKPOINT)
+        if os.path.exists(path):
+            state, meta = _load_state(path, training, run)
+            done, k = int(meta["iteration"]), int(meta.get("chunk_updates", k))
+        else:
+            state, done = training.init(), 0
+        trim_metrics(os.path.join(run_dir, METRICS), done)
+        if done < n and progress:
+            print(f"resuming {run_dir} at iteration {done} of {n}", file=stream or sys.stderr)
+        return _finish(training, run_dir, _loop(training, state, done, k, run_dir, progress, stream), plot, start)
 
 
 def load_run_state(run_dir: str) -> tuple[Built, RunConfig, RunnerState, dict]:
@@ -192,14 +229,25 @@ def load_run_state(run_dir: str) -> tuple[Built, RunConfig, RunnerState, dict]:
 
     Raises:
         FileNotFoundError: no run directory or no checkpoint yet.
-        ValueError: not a run directory, or a corrupt or mismatched checkpoint.
+        ValueError: not a run directory, or a corrupt or mismatched checkpoint, or one whose
+            learner state is not finite.
     """
     run = _read_run(run_dir)
     built = build(run)
     training = make_training(run, built)
-    state, meta = load_checkpoint(os.path.join(run_dir, CHECKPOINT), jax.eval_shape(training.init),
-                                  config_hash(run.to_dict()))
-    return built, run, jax.tree.map(jnp.asarray, state), meta
+    state, meta = _load_state(os.path.join(run_dir, CHECKPOINT), training, run)
+    return built, run, state, meta
+
+
+def _load_state(path: str, training: Training, run: RunConfig) -> tuple[RunnerState, dict]:
+    """The checkpoint at `path`, checked against the run and refused if its learner state is not finite."""
+    state, meta = load_checkpoint(path, jax.eval_shape(training.init), config_hash(run.to_dict()))
+    for where, leaf in jax.tree_util.tree_leaves_with_path(state.learner):
+        if np.issubdtype(leaf.dtype, np.floating) and not np.all(np.isfinite(leaf)):
+            raise ValueError(f"checkpoint {path!r} holds non-finite learner parameters (learner"
+                             f"{jax.tree_util.keystr(where)}, iteration {meta.get('iteration')}); it cannot be "
+                             f"evaluated or resumed: retrain it, e.g. with a lower learning rate")
+    return jax.tree.map(jnp.asarray, state), meta
 
 
 def load_trained(run_dir: str, seed_index: int = 0) -> tuple[Built, RunConfig, Any]:
@@ -216,19 +264,6 @@ def load_trained(run_dir: str, seed_index: int = 0) -> tuple[Built, RunConfig, A
     if not 0 <= seed_index < run.num_seeds:
         raise ValueError(f"seed_index must be in [0, {run.num_seeds}) for {run_dir!r}, got {seed_index}")
     return built, run, jax.tree.map(lambda x: x[seed_index], state.learner)
-
-
-def read_metrics(path: str) -> list[dict]:
-    """The rows of a `metrics.jsonl`, skipping a torn last line."""
-    rows = []
-    if os.path.exists(path):
-        with open(path) as f:
-            for line in f:
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError:
-                    break
-    return rows
 
 
 # ----- the loop ---------------------------------------------------------------------------
@@ -256,9 +291,15 @@ def _loop(training: Training, state: RunnerState, done: int, k: int, run_dir: st
             raise NonFiniteError(f"non-finite loss or parameters at update {done + j + 1} of {n} (seed "
                                  f"{run.seed + s}, learner update {int(metrics['updates'][j, s])}); the run "
                                  f"stopped and {kept} in {run_dir}")
-        _append_rows(os.path.join(run_dir, METRICS), rows)
+        try:
+            _append_rows(os.path.join(run_dir, METRICS), rows)
+            save_checkpoint(os.path.join(run_dir, CHECKPOINT), new_state, {**meta, "iteration": done + length})
+        except OSError as e:
+            kept = f"the previous checkpoint (iteration {done}) is kept" if done else "no checkpoint was written yet"
+            raise CheckpointWriteError(f"could not write the checkpoint of iteration {done + length} in {run_dir!r} "
+                                       f"({describe_os_error(e)}); {kept}: free space, then jaxmarl-lab train "
+                                       f"--resume {run_dir}") from None
         state, done = new_state, done + length
-        save_checkpoint(os.path.join(run_dir, CHECKPOINT), state, {**meta, "iteration": done})
         with np.errstate(all="ignore"), _quiet_nan_warnings():
             last_return = [None if math.isnan(v) else float(v)
                            for v in np.nanmean(np.asarray(metrics["episode_return"], np.float64), axis=0)]
@@ -272,7 +313,6 @@ def _loop(training: Training, state: RunnerState, done: int, k: int, run_dir: st
 def _finish(training: Training, run_dir: str, looped: tuple, plot: bool, start: float) -> TrainResult:
     _, done, last_return = looped
     if plot:
-        from jaxmarl_lab import plots
         plots.plot_run_dir(run_dir)
     steps = done * training.built.runner.steps_per_iteration
     return TrainResult(run_dir, done, steps, last_return, time.perf_counter() - start)
@@ -298,15 +338,6 @@ def _append_rows(path: str, rows: list[dict]) -> None:
         f.write("".join(json.dumps(r) + "\n" for r in rows))
         f.flush()
         os.fsync(f.fileno())
-
-
-def _truncate_metrics(path: str, iteration: int) -> None:
-    """Keeps the rows up to `iteration` (a killed run may have logged past its checkpoint)."""
-    rows = [r for r in read_metrics(path) if r.get("iteration", 0) <= iteration]
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        f.write("".join(json.dumps(r) + "\n" for r in rows))
-    os.replace(tmp, path)
 
 
 def _print_progress(stream: TextIO, done: int, n: int, per_iter: int, returns: list, rate: float,
@@ -338,20 +369,6 @@ class _quiet_nan_warnings:
 
 
 # ----- run directories ----------------------------------------------------------------------
-def _prepare_dir(run_dir: str, overwrite: bool) -> None:
-    if os.path.exists(run_dir):
-        if not overwrite:
-            raise FileExistsError(f"run directory {run_dir!r} already exists; pass --overwrite to replace it, "
-                                  f"--resume {run_dir} to continue it, or another --run-dir")
-        if not os.path.isdir(run_dir):
-            raise FileExistsError(f"--run-dir {run_dir!r} is a file, not a directory")
-        if os.listdir(run_dir) and not os.path.exists(os.path.join(run_dir, CONFIG)):
-            raise FileExistsError(f"--overwrite only replaces a jaxmarl-lab run directory (one holding {CONFIG}); "
-                                  f"{run_dir!r} is not one")
-        shutil.rmtree(run_dir)
-    os.makedirs(run_dir)
-
-
 def _read_run(run_dir: str) -> RunConfig:
     if not os.path.isdir(run_dir):
         raise FileNotFoundError(f"run directory {run_dir!r} does not exist")
@@ -369,5 +386,5 @@ def _read_chunk_updates(run_dir: str, num_iterations: int) -> int:
         return default_chunk_updates(num_iterations)
 
 
-__all__ = ["NonFiniteError", "TrainResult", "Training", "make_training", "train_run", "resume_run", "load_run_state",
-           "load_trained", "read_metrics", "seed_keys", "default_chunk_updates", "read_meta"]
+__all__ = ["NonFiniteError", "CheckpointWriteError", "TrainResult", "Training", "make_training", "train_run",
+           "resume_run", "load_run_state", "load_trained", "read_metrics", "default_chunk_updates", "read_meta"]

@@ -60,8 +60,8 @@ def test_help_shows_every_option_with_its_default(command):
 
 def test_train_eval_and_marl_eval_end_to_end(run_dir, tmp_path, capsys):
     capsys.readouterr()
-    assert sorted(os.listdir(run_dir)) == ["checkpoint.npz", "config.json", "learning_curve.png", "metrics.jsonl",
-                                           "train.json"]
+    assert sorted(os.listdir(run_dir)) == [".jaxmarl-lab-run", ".lock", "checkpoint.npz", "config.json",
+                                           "learning_curve.png", "metrics.jsonl", "train.json"]
     config = json.load(open(os.path.join(run_dir, "config.json")))
     assert config["learner"] == "iql" and config["env_kwargs"] == {"layout": "lesson"}
     assert config["runner"] == {"num_envs": 4, "rollout_len": 5, "buffer_capacity": 64, "batch_size": 8,
@@ -178,7 +178,7 @@ def test_existing_run_dir_without_overwrite(run_dir, capsys):
 def test_overwrite_refuses_a_directory_that_is_not_a_run(tmp_path, capsys):
     (tmp_path / "notes.txt").write_text("mine")
     line = one_error_line(capsys, ["train", *TINY_FLAGS, "--run-dir", str(tmp_path), "--overwrite"])
-    assert "not one" in line and (tmp_path / "notes.txt").exists()
+    assert "nothing was deleted" in line and (tmp_path / "notes.txt").exists()
 
 
 def test_corrupt_checkpoint_on_resume(run_dir, tmp_path, capsys):

@@ -54,8 +54,8 @@ def full_run(tmp_path_factory) -> str:
 
 
 def test_run_directory_contents(full_run):
-    assert sorted(os.listdir(full_run)) == ["checkpoint.npz", "config.json", "learning_curve.png", "metrics.jsonl",
-                                            "train.json"]
+    assert sorted(os.listdir(full_run)) == [".jaxmarl-lab-run", ".lock", "checkpoint.npz", "config.json",
+                                            "learning_curve.png", "metrics.jsonl", "train.json"]
     assert RunConfig.from_dict(json.load(open(os.path.join(full_run, "config.json")))) == TINY
     rows = training.read_metrics(os.path.join(full_run, "metrics.jsonl"))
     assert [r["iteration"] for r in rows] == [1, 2, 3, 4]

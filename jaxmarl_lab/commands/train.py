@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from jaxmarl_lab.config import LEARNERS, RunConfig, build, learner_names, load_run_config
+from jaxmarl_lab.envs.core import check_number
 
 SECTIONS = ("env_kwargs", "env_params", "config", "hparams", "runner")
-_RUN_FLAGS = ("config", "env", "learner", "set", "seeds", "seed", "steps", "run_dir", "overwrite")
+_RUN_FLAGS = ("config", "env", "learner", "set", "seeds", "seed", "steps", "run_dir", "overwrite", "memory_budget_mb")
 
 
 def parse_assignment(text: str) -> tuple[str, str, object]:
@@ -62,29 +64,44 @@ def run_config_from_args(args: argparse.Namespace) -> RunConfig:
 
 
 def train(args: argparse.Namespace) -> int:
-    """Trains (or resumes) a run; prints a summary and where the results are."""
-    from jaxmarl_lab import training
+    """Trains (or resumes) a run; prints a summary and where the results are.
 
-    run_dir = args.resume or args.run_dir
+    SIGINT (Ctrl-C) or SIGTERM at any moment ends the process with the resume line and exit
+    status 130 / 143; the last checkpoint is complete (see `jaxmarl_lab.interrupts`).
+    """
+    from jaxmarl_lab import training
+    from jaxmarl_lab.interrupts import exit_on_signal
+    from jaxmarl_lab.rundir import CONFIG
+
+    if args.resume:
+        given = [f"--{name.replace('_', '-')}" for name in _RUN_FLAGS if getattr(args, name) not in (None, False)]
+        if given:
+            raise ValueError(f"--resume continues {args.resume!r} with its saved config.json; it cannot be "
+                             f"combined with {', '.join(given)}")
+        run_dir = args.resume
+    else:
+        run = run_config_from_args(args)
+        run_dir = args.run_dir or f"runs/{run.learner}-{run.env}"
+
+    def interrupted() -> str:
+        if os.path.exists(os.path.join(run_dir, CONFIG)):
+            return f"interrupted; continue with: jaxmarl-lab train --resume {run_dir}"
+        return f"interrupted before {run_dir} was written; nothing to resume"
+
     try:
-        if args.resume:
-            given = [f"--{name.replace('_', '-')}" for name in _RUN_FLAGS if getattr(args, name) not in (None, False)]
-            if given:
-                raise ValueError(f"--resume continues {args.resume!r} with its saved config.json; it cannot be "
-                                 f"combined with {', '.join(given)}")
-            result = training.resume_run(args.resume, progress=not args.no_progress, plot=not args.no_plot)
-            run = load_run_config(f"{args.resume}/{training.CONFIG}")
-        else:
-            run = run_config_from_args(args)
-            run_dir = run_dir or f"runs/{run.learner}-{run.env}"
-            result = training.train_run(run, run_dir, chunk_updates=args.chunk_updates, overwrite=args.overwrite,
-                                        progress=not args.no_progress, plot=not args.no_plot)
+        with exit_on_signal(interrupted):
+            if args.resume:
+                result = training.resume_run(run_dir, progress=not args.no_progress, plot=not args.no_plot)
+                run = load_run_config(os.path.join(run_dir, CONFIG))
+            else:
+                budget = None if args.memory_budget_mb is None else \
+                    int(check_number("--memory-budget-mb", args.memory_budget_mb, minimum=1e-6) * 2**20)
+                result = training.train_run(run, run_dir, chunk_updates=args.chunk_updates, overwrite=args.overwrite,
+                                            progress=not args.no_progress, plot=not args.no_plot,
+                                            memory_budget=budget)
     except training.NonFiniteError as e:
         print(f"{chr(10) if sys.stderr.isatty() else ''}jaxmarl-lab: error: {e}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print(f"\ninterrupted; continue with: jaxmarl-lab train --resume {run_dir or 'RUN_DIR'}", file=sys.stderr)
-        return 130
     returns = [r for r in result.final_return if r is not None]
     ret = f"{sum(returns) / len(returns):.3f}" if returns else "n/a"
     print(f"{run.learner} on {run.env} {run.env_kwargs}: {result.env_steps:,} env steps x {run.num_seeds} seed(s), "
@@ -131,6 +148,8 @@ def add_parser(sub) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace an existing run directory (default: off)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint "
                                                        "(default: off)")
+    p.add_argument("--memory-budget-mb", type=float, metavar="MB",
+                   help="refuse a run whose estimated memory exceeds this (default: the device's free memory)")
     p.add_argument("--chunk-updates", type=int, metavar="K",
                    help="iterations per jitted chunk = checkpoint interval (default: about 20 chunks per run)")
     p.add_argument("--no-progress", action="store_true", help="no progress line (default: off)")
