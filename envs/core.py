@@ -21,6 +21,18 @@ distribution, other draws); its `TimeStep` is still returned batch-major, `(B, N
 Treat batched states as opaque and create them with `reset_batch`.
 
 Every state carries a `step` field: the number of steps taken in the current episode.
+
+Actions outside the action space never reach the dynamics as such; one rule for every
+environment, applied inside the (jittable, vmappable) step by `Environment.sanitize_actions`:
+
+* discrete: an out-of-range action (< 0 or >= A) is the environment's no-op,
+  `noop_action` (0 for every environment here: grid-world's "stay", particle-spread's
+  mpe2 "no_action");
+* continuous: a non-finite component (NaN, +inf, -inf) counts as 0.0; this happens
+  before the environment clips finite values to `[action_low, action_high]`.
+
+Actions are not validated by value in Python (they are usually traced); the shape and
+dtype are (`check_actions`).
 """
 
 from __future__ import annotations
@@ -66,13 +78,35 @@ def check_number(name: str, value: Any, minimum: float | None = None, maximum: f
     return value
 
 
+def noop_if_out_of_range(actions: jax.Array, num_actions: int, noop: int = 0) -> jax.Array:
+    """The discrete action rule: an action outside `[0, num_actions)` becomes `noop`.
+
+    One `jnp.where`, elementwise, so any shape (and traced values) works.
+    """
+    return jnp.where((actions >= 0) & (actions < num_actions), actions, noop)
+
+
+def zero_if_non_finite(actions: jax.Array) -> jax.Array:
+    """The continuous action rule: NaN, +inf and -inf components become 0.0 (one `jnp.where`)."""
+    return jnp.where(jnp.isfinite(actions), actions, 0.0)
+
+
 class Environment(abc.ABC, Generic[State, Params]):
     """Base class: subclasses implement the per-environment pieces below.
 
     Subclasses provide `spec`, `default_params`, `reset_state`, `transition`,
     `observe` and optionally `global_state` and `avail_actions`. The base class adds
     validation, the time limit, auto-reset and batching.
+
+    Action rule (see the module docstring): `transition` must pass its actions through
+    `sanitize_actions` (or apply the same rule itself), so that an out-of-range discrete
+    action is `noop_action` and a non-finite continuous component is 0.0 before clipping,
+    on every path: `step`, `step_batch` and direct calls of `transition`.
     """
+
+    #: The discrete action that does nothing ("stay", "no action"); out-of-range
+    #: discrete actions are treated as this one.
+    noop_action: int = 0
 
     #: True when `transition`, `observe`, `global_state` and `avail_actions` accept
     #: states with extra trailing batch axes (and actions with the batch axis last).
@@ -113,6 +147,18 @@ class Environment(abc.ABC, Generic[State, Params]):
         """Available actions, `(N, A)` bool. Default: all available."""
         batch = jnp.shape(state.step)  # type: ignore[attr-defined]
         return jnp.ones((self.spec.num_agents, self.spec.action_size) + batch, dtype=bool)
+
+    def sanitize_actions(self, actions: jax.Array) -> jax.Array:
+        """Applies the action rule to joint actions with any trailing batch axes.
+
+        Discrete `(N, ...)`: out-of-range actions become `noop_action`. Continuous
+        `(N, D, ...)`: non-finite components become 0.0 (clip finite values afterwards).
+        In-range and finite actions pass through bit-for-bit. One `jnp.where`.
+        """
+        spec = self.spec
+        if spec.is_discrete:
+            return noop_if_out_of_range(actions, spec.action_size, self.noop_action)
+        return zero_if_non_finite(actions)
 
     def time_limit(self, params: Params) -> jax.Array:
         """Steps after which an episode is truncated. Default: `params.max_steps`."""
@@ -209,6 +255,9 @@ class Environment(abc.ABC, Generic[State, Params]):
 
     def check_actions(self, actions: Any, batch: tuple[int, ...]) -> jax.Array:
         """Validates the joint action's shape and dtype when traced; returns an array.
+
+        Values are not checked here: out-of-range or non-finite actions are legal input
+        and follow the action rule (`sanitize_actions`) inside `transition`.
 
         Raises:
             ValueError: naming `actions`, the shape or dtype received and what is allowed.

@@ -1,7 +1,8 @@
 """grid-world: N agents walk to their own goal cells on a small grid, as one team.
 
 Each step every agent picks one of five discrete actions (0 stay, 1 up, 2 down,
-3 left, 4 right); a move off the grid leaves the agent in place. Moves are
+3 left, 4 right); a move off the grid leaves the agent in place, and an action outside
+0..4 is "stay" (0), the rule of every environment here (`envs.core`). Moves are
 simultaneous and two agents never share a cell: an agent's move is cancelled when
 its target cell is also another agent's target, or when it would swap cells with
 another agent. Following an agent that moves away in the same step is allowed.
@@ -31,9 +32,10 @@ from flax import struct
 
 from jaxmarl_lab.types import EnvSpec
 
-from .core import Environment, check_number, check_positive_int
+from .core import Environment, check_number, check_positive_int, noop_if_out_of_range
 
 NUM_ACTIONS = 5
+STAY = 0  # the no-op action; out-of-range actions act as it
 #: (row, col) offset of each action: stay, up, down, left, right.
 MOVES = ((0, 0), (-1, 0), (1, 0), (0, -1), (0, 1))
 LAYOUTS = ("random", "lesson")
@@ -69,6 +71,9 @@ class GridWorldState:
 class GridWorld(Environment[GridWorldState, GridWorldParams]):
     """Cooperative navigation on a `height` x `width` grid with blocking collisions.
 
+    Actions: 0 stay, 1 up, 2 down, 3 left, 4 right; any other integer is "stay"
+    (`noop_action`), applied inside the jittable step (`move_agents`).
+
     Args:
         num_agents: N >= 1, at most `height * width`.
         height: rows of the grid, >= 2.
@@ -84,6 +89,8 @@ class GridWorld(Environment[GridWorldState, GridWorldParams]):
     Raises:
         ValueError: naming the argument, the value received and what is allowed.
     """
+
+    noop_action = STAY
 
     def __init__(self, num_agents: int = 2, height: int = 4, width: int = 4,
                  layout: str = "random", observation: str = "coords", view_radius: int = 2):
@@ -309,13 +316,14 @@ def move_agents(pos: jax.Array, actions: jax.Array, height: int | jax.Array,
 
     Args:
         pos: current cells, `(N, 2)` int32, distinct.
-        actions: `(N,)` int32 in 0..4; anything else counts as 0 (stay).
+        actions: `(N,)` int32 in 0..4; anything else counts as 0 (stay), the action rule
+            of `envs.core`.
         height, width: grid size (Python ints, or traced scalars).
 
     Returns:
         The next cells, `(N, 2)` int32, distinct.
     """
-    actions = jnp.where((actions >= 0) & (actions < NUM_ACTIONS), actions, 0)
+    actions = noop_if_out_of_range(actions, NUM_ACTIONS, STAY)
     target = pos + jnp.asarray(MOVES, jnp.int32)[actions]
     limit = jnp.stack([jnp.asarray(height, jnp.int32), jnp.asarray(width, jnp.int32)]) - 1
     on_grid = jnp.all((target >= 0) & (target <= limit), axis=-1, keepdims=True)
@@ -349,7 +357,7 @@ Cells = tuple[tuple[int, int], ...]
 
 def _python_targets(height: int, width: int, cell: tuple[int, int], action: int) -> tuple[int, int]:
     """The cell one agent aims at: its move, or its own cell if off the grid or invalid."""
-    dr, dc = MOVES[action] if 0 <= action < NUM_ACTIONS else (0, 0)
+    dr, dc = MOVES[action if 0 <= action < NUM_ACTIONS else STAY]
     r, c = cell[0] + dr, cell[1] + dc
     return (r, c) if 0 <= r < height and 0 <= c < width else cell
 

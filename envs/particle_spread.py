@@ -21,6 +21,11 @@ Observation of agent i, O = 4 + 2L + 4(N - 1):
     [vel_i (2), pos_i (2), landmark_l - pos_i (2L), pos_j - pos_i for j != i (2(N-1)),
      communication of the others (2(N-1), always zero: agents are silent)]
 The global state is all observations concatenated (as `mpe2`'s `state()`), S = N * O.
+
+Actions outside the space follow the rule of every environment here (`envs.core`): a
+discrete action outside 0..4 is action 0, mpe2's no_action (no push); a NaN or infinite
+component of a continuous action is 0.0, before the clip to [0, 1]. Valid actions are
+decoded exactly as mpe2 does.
 """
 
 from __future__ import annotations
@@ -73,11 +78,13 @@ class ParticleSpread(Environment[ParticleSpreadState, ParticleSpreadParams]):
         num_agents: N >= 1.
         num_landmarks: L >= 1 (default N, as in `simple_spread_v3`).
         continuous_actions: False for 5 discrete actions (no-op, left, right, down, up);
-            True for `Box(0, 1, (5,))`, decoded as force (a[2] - a[1], a[4] - a[3]) after
-            clipping to [0, 1], as PettingZoo's clip wrapper does.
+            an action outside 0..4 is the no-op (0). True for `Box(0, 1, (5,))`, decoded
+            as force (a[2] - a[1], a[4] - a[3]) after clipping to [0, 1], as PettingZoo's
+            clip wrapper does; a NaN or infinite component is 0.0 before the clip.
     """
 
     batch_minor = True
+    noop_action = 0  # mpe2's no_action; every out-of-range discrete action acts as it
 
     def __init__(self, num_agents: int = 3, num_landmarks: int | None = None,
                  continuous_actions: bool = False):
@@ -152,12 +159,17 @@ class ParticleSpread(Environment[ParticleSpreadState, ParticleSpreadParams]):
 
     # ----- dynamics ----------------------------------------------------------------
     def _action_force(self, actions: jax.Array, params: ParticleSpreadParams):
-        """Force from actions `(N, ...)` int or `(N, 5, ...)` float: `(fx, fy)`, each `(N, ...)`."""
+        """Force from actions `(N, ...)` int or `(N, 5, ...)` float: `(fx, fy)`, each `(N, ...)`.
+
+        The action rule comes first (`sanitize_actions`): out-of-range discrete actions
+        are the no-op, non-finite continuous components 0.0 (then clipped to [0, 1]).
+        """
+        a = self.sanitize_actions(actions)
         if self.continuous_actions:
-            a = jnp.clip(actions, 0.0, 1.0)
+            a = jnp.clip(a, 0.0, 1.0)
             fx, fy = a[:, 2] - a[:, 1], a[:, 4] - a[:, 3]
         else:
-            fx, fy = jnp.asarray(_MOVE_X)[actions], jnp.asarray(_MOVE_Y)[actions]
+            fx, fy = jnp.asarray(_MOVE_X)[a], jnp.asarray(_MOVE_Y)[a]
         return fx * params.sensitivity, fy * params.sensitivity
 
     def _contact_force(self, pos: jax.Array, params: ParticleSpreadParams):

@@ -14,6 +14,11 @@ where the target point is `target` in every coordinate. Two forms share it:
 * "multi-step": agents move in R^D (default the plane) with velocity actions,
   `x_{t+1} = x_t + dt * max_speed * clip(a, -1, 1)`, rewarded with `team_reward` on the
   new positions, truncated after `max_steps`. Optimum: `optimal_return`.
+
+Actions follow the rule of every environment here (`envs.core`): a NaN or infinite
+component of an action counts as 0.0 (one-step: the choice 0.0; multi-step: no motion
+along it), applied before the multi-step clip to [-1, 1], so a bad action never puts a
+non-finite value in the state.
 """
 
 from __future__ import annotations
@@ -78,7 +83,8 @@ class Rendezvous(Environment[RendezvousState, RendezvousParams]):
         num_agents: N >= 1.
         form: "one-step" or "multi-step".
         dim: D >= 1, the dimension of positions and actions; default 1 for one-step,
-            2 for multi-step.
+            2 for multi-step. A NaN or infinite action component counts as 0.0 (before
+            the multi-step clip to [-1, 1]).
 
     Raises:
         ValueError: naming the bad argument, its value and what is allowed.
@@ -140,6 +146,7 @@ class Rendezvous(Environment[RendezvousState, RendezvousParams]):
 
     def transition(self, key: jax.Array, state: RendezvousState, actions: jax.Array,
                    params: RendezvousParams) -> tuple[RendezvousState, jax.Array, jax.Array]:
+        actions = self.sanitize_actions(actions)  # non-finite components -> 0.0
         if self.one_step:
             pos = actions
         else:
