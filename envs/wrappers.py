@@ -93,6 +93,7 @@ class LastActionObs(Environment):
 
     def transition(self, key: jax.Array, state: LastActionState, actions: jax.Array,
                    params: Any) -> tuple[LastActionState, jax.Array, jax.Array]:
+        actions = self.env.sanitize_actions(actions)  # the action taken: a no-op or 0 for bad input
         inner, reward, terminated = self.env.transition(key, state.inner, actions, params)
         return LastActionState(inner, actions.astype(state.last_action.dtype)), reward, terminated
 

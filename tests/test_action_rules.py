@@ -220,3 +220,27 @@ def test_finite_continuous_actions_are_still_clipped():
     big = env.transition(None, state, jnp.array([[0.0, -3.0, 7.0, 0.0, 0.0]], jnp.float32), params)
     unit = env.transition(None, state, jnp.array([[0.0, 0.0, 1.0, 0.0, 0.0]], jnp.float32), params)
     _assert_same(big, unit)
+
+
+@pytest.mark.parametrize("kwargs, bad, noop", [
+    ({"form": "multi-step"}, np.nan, 0.0),
+    ({"form": "multi-step", "dim": 3}, np.inf, 0.0),
+])
+def test_the_previous_action_observed_is_the_repaired_one_continuous(kwargs, bad, noop):
+    env = envs.make("rendezvous", obs_last_action=True, **kwargs)
+    params = env.default_params()
+    state, _ = env.reset(jax.random.PRNGKey(0), params)
+    shape = env.spec.action_shape
+    _, ts_bad = env.step(jax.random.PRNGKey(1), state, jnp.full(shape, bad, jnp.float32), params)
+    _, ts_ok = env.step(jax.random.PRNGKey(1), state, jnp.full(shape, noop, jnp.float32), params)
+    assert np.all(np.isfinite(ts_bad.obs)) and np.array_equal(ts_bad.obs, ts_ok.obs)
+
+
+def test_the_previous_action_observed_is_the_repaired_one_discrete():
+    env = envs.make("grid-world", obs_last_action=True)
+    params = env.default_params()
+    state, _ = env.reset(jax.random.PRNGKey(0), params)
+    n = env.spec.num_agents
+    _, ts_bad = env.step(jax.random.PRNGKey(1), state, jnp.full((n,), 100, jnp.int32), params)
+    _, ts_ok = env.step(jax.random.PRNGKey(1), state, jnp.full((n,), NOOP["grid-world"], jnp.int32), params)
+    assert np.array_equal(ts_bad.obs, ts_ok.obs)
