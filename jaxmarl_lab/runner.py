@@ -128,7 +128,7 @@ def make_runner(env, learner: Learner, config: RunnerConfig, env_params: Any = N
         actions, carry = act(jax.random.split(key_act, b), state.learner, state.timestep, state.carry, True)
         env_state, timestep = env.step_batch(key_env, state.env_state, actions, env_params)
         transition = _transition(state.timestep, state.first, actions, timestep)
-        done = timestep.terminated | timestep.truncated
+        done = timestep.done
         ret = state.episode_return + timestep.reward.mean(axis=-1)
         length = state.episode_length + 1
         ended = (jnp.where(done, ret, 0.0).sum(), jnp.where(done, length, 0).sum(), done.sum())
@@ -222,7 +222,7 @@ def run_episodes(env, policy: Callable, carry: Any, key: jax.Array, num_episodes
         ret = ret + live * timestep.reward.mean(axis=-1)
         length = length + live
         term = term | (live.astype(bool) & timestep.terminated)
-        live = live * (1.0 - (timestep.terminated | timestep.truncated))
+        live = live * (1.0 - timestep.done)
         return (env_state, timestep, carry, ret, length, live, term), None
 
     zeros = jnp.zeros((num_episodes,))

@@ -140,7 +140,7 @@ def check_env(env: Any, params: Any = None, steps: int = 128, seed: int = 0) -> 
     # Auto-reset over a random rollout.
     first, states, ts, _ = jax.jit(_rollout, static_argnums=(0, 3))(env, k_roll, params, steps)
     check_timestep(ts, spec, (steps,))
-    done = np.asarray(ts.terminated | ts.truncated)
+    done = np.asarray(ts.done)
     assert done.any(), f"no episode ended in {steps} random steps; pass a larger `steps`"
     assert not np.any(np.asarray(ts.terminated & ts.truncated)), "terminated and truncated are both set"
     step_count = np.asarray(states.step)
@@ -185,7 +185,7 @@ def _check_batched(env: Any, key: jax.Array, params: Any, batch: int = 3, steps:
         if not batch_minor:
             _assert_trees_equal((state_b, ts_b), (state_v, ts_v), f"step_batch and vmap(step) at step {i}")
             continue
-        done = np.asarray(ts_v.terminated | ts_v.truncated)
+        done = np.asarray(ts_v.done)
         for name in ("reward", "terminated", "truncated", "final_obs", "final_global_state"):
             np.testing.assert_allclose(np.asarray(getattr(ts_b, name)), np.asarray(getattr(ts_v, name)), atol=1e-5,
                                        err_msg=f"step_batch and vmap(step) differ in {name} at step {i}")

@@ -101,6 +101,11 @@ class Transition(NamedTuple):
     next_global_state: jax.Array  # (S,) float32
     next_avail_actions: jax.Array  # (N, A) bool (of the next timestep; after a reset, the reset's)
 
+    @property
+    def done(self) -> jax.Array:
+        """`terminated | truncated`: the episode ended with this step."""
+        return self.terminated | self.truncated
+
 
 class Learner(NamedTuple):
     """A learner as a triple of pure functions, like an optax transformation.

@@ -28,7 +28,7 @@ def random_policy_returns(env, key: jax.Array, num_envs: int, num_steps: int):
             jax.random.split(key_act, num_envs), env.spec, timestep.avail_actions)
         state, timestep = env.step_batch(key_step, state, actions, params)
         running = running + timestep.reward.mean(axis=-1)  # (B,) per-agent return so far
-        done = timestep.terminated | timestep.truncated
+        done = timestep.done
         total = total + jnp.where(done, running, 0.0).sum()
         return (state, timestep, jnp.where(done, 0.0, running), total, count + done.sum()), None
 

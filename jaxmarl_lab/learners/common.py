@@ -7,6 +7,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 
 def annealed_lr(hparams: NamedTuple, env_steps: jax.Array) -> jax.Array:
@@ -17,6 +18,14 @@ def annealed_lr(hparams: NamedTuple, env_steps: jax.Array) -> jax.Array:
     anneal = jnp.asarray(hparams.lr_anneal_steps, jnp.float32)
     frac = 1.0 - jnp.asarray(env_steps, jnp.float32) / jnp.maximum(anneal, 1.0)
     return hparams.lr * jnp.where(anneal > 0, jnp.clip(frac, 0.0, 1.0), 1.0)
+
+
+def clipped_adam(lr: jax.Array, max_grad_norm: jax.Array, eps: float = 1e-8) -> optax.GradientTransformation:
+    """Global-norm gradient clipping, then Adam at rate `lr` (the optimizer of every learner).
+
+    Adam's state does not depend on the rate, so one `init` serves an annealed `lr` too.
+    """
+    return optax.chain(optax.clip_by_global_norm(max_grad_norm), optax.adam(lr, eps=eps))
 
 
 def check_hparams(hparams: NamedTuple, ranges: dict[str, tuple[float | None, float | None]]) -> None:

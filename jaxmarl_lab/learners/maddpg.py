@@ -51,7 +51,7 @@ import optax
 
 from jaxmarl_lab import ops
 from jaxmarl_lab.envs.core import check_positive_int
-from jaxmarl_lab.learners.common import check_hparams, create_hparams, global_norm
+from jaxmarl_lab.learners.common import check_hparams, clipped_adam, create_hparams, global_norm
 from jaxmarl_lab.networks import make_agent_network
 from jaxmarl_lab.types import EnvSpec, Learner, TimeStep, Transition
 
@@ -133,10 +133,6 @@ def critic_target(r: jax.Array, terminated: jax.Array, next_q: jax.Array, gamma:
     return r + gamma * (1.0 - terminated.astype(r.dtype)) * next_q
 
 
-def _optimizer(lr: jax.Array, max_grad_norm: jax.Array) -> optax.GradientTransformation:
-    return optax.chain(optax.clip_by_global_norm(max_grad_norm), optax.adam(lr))
-
-
 def make_maddpg(spec: EnvSpec, config: MADDPGConfig = MADDPGConfig()) -> Learner:
     """MADDPG for discrete (Gumbel-softmax) or continuous (deterministic) actions.
 
@@ -178,8 +174,8 @@ def make_maddpg(spec: EnvSpec, config: MADDPGConfig = MADDPGConfig()) -> Learner
         hparams = MADDPGHParams(*(jnp.asarray(x, jnp.float32) for x in hparams))
         key_actor, key_critic = jax.random.split(key)
         actor_params, critic_params = actor.init(key_actor), critic.init(key_critic)
-        actor_opt = _optimizer(hparams.lr_actor, hparams.max_grad_norm).init(actor_params)
-        critic_opt = _optimizer(hparams.lr_critic, hparams.max_grad_norm).init(critic_params)
+        actor_opt = clipped_adam(hparams.lr_actor, hparams.max_grad_norm).init(actor_params)
+        critic_opt = clipped_adam(hparams.lr_critic, hparams.max_grad_norm).init(critic_params)
         zero = jnp.zeros((), jnp.int32)
         return MADDPGState(actor_params, critic_params, actor_params, critic_params, actor_opt, critic_opt,
                            hparams, zero, zero)
@@ -256,13 +252,13 @@ def make_maddpg(spec: EnvSpec, config: MADDPGConfig = MADDPGConfig()) -> Learner
         (c_loss, (q_mean, target_mean)), c_grads = jax.value_and_grad(critic_loss, has_aux=True)(
             state.critic_params, (state.target_actor_params, state.target_critic_params), hp, flat,
             jax.random.split(key_target, m))
-        c_tx = _optimizer(hp.lr_critic, hp.max_grad_norm)
+        c_tx = clipped_adam(hp.lr_critic, hp.max_grad_norm)
         deltas, critic_opt = c_tx.update(c_grads, state.critic_opt_state, state.critic_params)
         critic_params = optax.apply_updates(state.critic_params, deltas)
 
         (a_loss, pg_loss), a_grads = jax.value_and_grad(actor_loss, has_aux=True)(
             state.actor_params, critic_params, hp, flat, jax.random.split(key_actor, m))
-        a_tx = _optimizer(hp.lr_actor, hp.max_grad_norm)
+        a_tx = clipped_adam(hp.lr_actor, hp.max_grad_norm)
         deltas, actor_opt = a_tx.update(a_grads, state.actor_opt_state, state.actor_params)
         actor_params = optax.apply_updates(state.actor_params, deltas)
 

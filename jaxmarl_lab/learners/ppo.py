@@ -35,7 +35,7 @@ import optax
 
 from jaxmarl_lab import ops
 from jaxmarl_lab.envs.core import check_positive_int
-from jaxmarl_lab.learners.common import annealed_lr, check_hparams, create_hparams, global_norm
+from jaxmarl_lab.learners.common import annealed_lr, check_hparams, clipped_adam, create_hparams, global_norm
 from jaxmarl_lab.networks import make_agent_network
 from jaxmarl_lab.types import EnvSpec, Learner, TimeStep, Transition
 
@@ -185,7 +185,7 @@ def make_ppo(spec: EnvSpec, config: PPOConfig = PPOConfig()) -> Learner:
         return jnp.zeros((n, h))
 
     def act(key: jax.Array, state: PPOState, timestep: TimeStep, carry: jax.Array, explore: bool):
-        first = timestep.terminated | timestep.truncated
+        first = timestep.done
         carry, out = actor.apply(state.actor_params["net"], carry, timestep.obs, first)
         dist = distribution(state.actor_params, out, timestep.avail_actions)
         if explore:
@@ -265,7 +265,7 @@ def make_ppo(spec: EnvSpec, config: PPOConfig = PPOConfig()) -> Learner:
         old_v = values(state.critic_params, critic_inputs(batch.global_state, batch.obs))
         next_v = values(state.critic_params, critic_inputs(batch.next_global_state, batch.next_obs))
         mean, std = _norm_stats(state.value_norm) if config.value_norm else (0.0, 1.0)
-        done = batch.terminated | batch.truncated
+        done = batch.done
         gae = jax.vmap(jax.vmap(ops.gae_advantages, in_axes=(1, None, None, 1, 1, None, None), out_axes=1),
                        in_axes=(0, 0, 0, 0, 0, None, None))
         adv = gae(batch.reward, batch.terminated, done, old_v * std + mean, next_v * std + mean,
@@ -315,10 +315,8 @@ def make_ppo(spec: EnvSpec, config: PPOConfig = PPOConfig()) -> Learner:
 
 
 def _optimizer(hparams: PPOHParams, env_steps: jax.Array = 0) -> optax.GradientTransformation:
-    """Global-norm clipping then Adam at the (annealed) learning rate of `env_steps`; Adam's
-    state does not depend on the rate, so one `init` serves every step."""
-    return optax.chain(optax.clip_by_global_norm(hparams.max_grad_norm),
-                       optax.adam(annealed_lr(hparams, env_steps), eps=1e-5))
+    """Clipped Adam (eps 1e-5, as MAPPO's reference code) at the annealed learning rate of `env_steps`."""
+    return clipped_adam(annealed_lr(hparams, env_steps), hparams.max_grad_norm, eps=1e-5)
 
 
 def make_mappo(spec: EnvSpec, config: PPOConfig = PPOConfig()) -> Learner:

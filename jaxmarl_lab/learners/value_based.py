@@ -29,7 +29,7 @@ import optax
 
 from jaxmarl_lab import ops
 from jaxmarl_lab.envs.core import check_positive_int
-from jaxmarl_lab.learners.common import annealed_lr, check_hparams, create_hparams, global_norm
+from jaxmarl_lab.learners.common import annealed_lr, check_hparams, clipped_adam, create_hparams, global_norm
 from jaxmarl_lab.networks import make_agent_network, make_qmix_mixer
 from jaxmarl_lab.types import EnvSpec, Learner, TimeStep, Transition
 
@@ -104,11 +104,6 @@ class ValueState(NamedTuple):
     env_steps: jax.Array  # () int32, environment steps acted (advanced by the runner)
 
 
-def _optimizer(hparams: ValueHParams, lr: jax.Array) -> optax.GradientTransformation:
-    """Clipped Adam at rate `lr` (Adam's state does not depend on the rate, so it may anneal)."""
-    return optax.chain(optax.clip_by_global_norm(hparams.max_grad_norm), optax.adam(lr))
-
-
 def _unroll(network, params, batch: Transition, hidden_dim: int, num_agents: int, recurrent: bool,
             need_q: bool = True):
     """Q-values of one sequence: at `obs_t` `(T, N, A)` and at `next_obs_t` `(T, N, A)`.
@@ -152,7 +147,7 @@ def make_value_learner(spec: EnvSpec, config: ValueConfig, mixer: str) -> Learne
         key_net, key_mix = jax.random.split(key)
         params = network.init(key_net)
         mixer_params = qmix.init(key_mix) if qmix else {}
-        opt_state = _optimizer(hparams, hparams.lr).init((params, mixer_params))
+        opt_state = clipped_adam(hparams.lr, hparams.max_grad_norm).init((params, mixer_params))
         zero = jnp.zeros((), jnp.int32)
         return ValueState(params, mixer_params, params, mixer_params, opt_state, hparams, zero, zero)
 
@@ -160,7 +155,7 @@ def make_value_learner(spec: EnvSpec, config: ValueConfig, mixer: str) -> Learne
         return jnp.zeros((n, h))
 
     def act(key: jax.Array, state: ValueState, timestep: TimeStep, carry: jax.Array, explore: bool):
-        first = timestep.terminated | timestep.truncated
+        first = timestep.done
         carry, q = network.apply(state.params, carry, timestep.obs, first)
         greedy = ops.masked_argmax(q, timestep.avail_actions)
         if not explore:
@@ -184,7 +179,7 @@ def make_value_learner(spec: EnvSpec, config: ValueConfig, mixer: str) -> Learne
                                           seq.next_avail_actions)
         else:
             next_v_t = ops.max_q_value(q_next_target_t, seq.next_avail_actions)  # (T, N)
-        done_t = seq.terminated | seq.truncated
+        done_t = seq.done
         targets = jax.vmap(ops.td_lambda_targets, in_axes=(1, None, None, 1, None, None), out_axes=1)
         if mixer == "none":  # IQL: per agent, own reward
             pred_t = chosen_t
@@ -214,7 +209,7 @@ def make_value_learner(spec: EnvSpec, config: ValueConfig, mixer: str) -> Learne
 
         (loss, (q_mean, target_mean)), grads = jax.value_and_grad(loss_fn, has_aux=True)(online)
         lr = annealed_lr(hp, state.env_steps)
-        tx = _optimizer(hp, lr)
+        tx = clipped_adam(lr, hp.max_grad_norm)
         deltas, opt_state = tx.update(grads, state.opt_state, online)
         online = optax.apply_updates(online, deltas)
         updates = state.updates + 1
