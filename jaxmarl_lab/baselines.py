@@ -32,9 +32,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxmarl_lab.envs.core import check_positive_int
 from jaxmarl_lab.runner import run_episodes
 from jaxmarl_lab.types import EnvSpec
+from jaxmarl_lab.validation import check_positive_int
 
 Policy = Callable[[jax.Array, jax.Array], jax.Array]
 

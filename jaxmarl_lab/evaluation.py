@@ -23,8 +23,8 @@ import jax
 import numpy as np
 
 from jaxmarl_lab import memory
-from jaxmarl_lab.envs.core import check_positive_int
 from jaxmarl_lab.runner import make_evaluate
+from jaxmarl_lab.validation import check_positive_int
 
 # 97.5% quantiles of Student's t for 1..30 degrees of freedom (scipy.stats.t.ppf, 6 decimals).
 _T975 = (12.706205, 4.302653, 3.182446, 2.776445, 2.570582, 2.446912, 2.364624, 2.306004, 2.262157, 2.228139,

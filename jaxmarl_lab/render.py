@@ -285,7 +285,7 @@ def render_episode(env: Any, env_params: Any, policy: Policy, carry: Any, key: j
     Raises:
         ValueError: for an env that cannot be rendered or `steps`/`fps`/`strip_frames` < 1.
     """
-    from jaxmarl_lab.envs.core import check_positive_int
+    from jaxmarl_lab.validation import check_positive_int
 
     check_renderable(env)
     steps = check_positive_int("steps", steps)

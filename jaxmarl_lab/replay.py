@@ -14,7 +14,7 @@ from typing import Any, Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jaxmarl_lab.envs.core import check_positive_int
+from jaxmarl_lab.validation import check_positive_int
 
 
 class BufferState(NamedTuple):

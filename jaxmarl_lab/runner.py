@@ -19,9 +19,9 @@ from typing import Any, Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jaxmarl_lab.envs.core import check_positive_int
 from jaxmarl_lab.replay import BufferState, make_buffer
 from jaxmarl_lab.types import Learner, TimeStep, Transition
+from jaxmarl_lab.validation import check_positive_int
 
 MAX_ENV_STEPS = 2**31 - 1  # learner states count environment steps per seed in int32
 

@@ -33,11 +33,11 @@ import numpy as np
 from jaxmarl_lab import memory, plots
 from jaxmarl_lab.checkpoint import config_hash, load_checkpoint, read_meta, save_checkpoint
 from jaxmarl_lab.config import Built, RunConfig, build, load_run_config, save_run_config, seed_keys, write_json_atomic
-from jaxmarl_lab.envs.core import check_positive_int
 from jaxmarl_lab.files import DirLock, atomic_write_text, describe_os_error, remove_temp_files
 from jaxmarl_lab.interrupts import critical
 from jaxmarl_lab.rundir import CHECKPOINT, CONFIG, METRICS, TRAIN, open_run_dir, read_metrics, trim_metrics
 from jaxmarl_lab.runner import RunnerState, make_runner
+from jaxmarl_lab.validation import check_positive_int
 
 _RUNNER_METRICS = ("episode_return", "episode_length", "episodes", "env_steps")
 

@@ -14,7 +14,7 @@ import os
 import sys
 
 from jaxmarl_lab.config import LEARNERS, RunConfig, build, learner_names, load_run_config
-from jaxmarl_lab.envs.core import check_number
+from jaxmarl_lab.validation import check_number
 
 SECTIONS = ("env_kwargs", "env_params", "config", "hparams", "runner")
 _RUN_FLAGS = ("config", "env", "learner", "set", "seeds", "seed", "steps", "run_dir", "overwrite", "memory_budget_mb")

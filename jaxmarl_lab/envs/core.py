@@ -42,40 +42,12 @@ from typing import Any, Callable, Generic, TypeVar
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from jaxmarl_lab.types import EnvSpec, TimeStep
+from jaxmarl_lab.validation import check_number, check_positive_int  # noqa: F401  (re-exported for env modules)
 
 State = TypeVar("State")
 Params = TypeVar("Params")
-
-
-def check_positive_int(name: str, value: Any, minimum: int = 1) -> int:
-    """Returns `value` as an int, or raises a ValueError naming the argument."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
-
-
-def check_number(name: str, value: Any, minimum: float | None = None, maximum: float | None = None,
-                 allow_traced: bool = True) -> Any:
-    """Checks a concrete scalar param against its range; traced values pass through.
-
-    Params may be traced (under `vmap` over params), so this only validates values
-    that are known in Python, which is where user input arrives.
-    """
-    if isinstance(value, jax.core.Tracer):
-        if allow_traced:
-            return value
-        raise ValueError(f"{name} must be a concrete number here, got a traced value")
-    arr = np.asarray(value)
-    if not np.issubdtype(arr.dtype, np.number) or not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name} must be a finite number, got {value!r}")
-    if minimum is not None and np.any(arr < minimum):
-        raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
-    if maximum is not None and np.any(arr > maximum):
-        raise ValueError(f"{name} must be <= {maximum}, got {value!r}")
-    return value
 
 
 def noop_if_out_of_range(actions: jax.Array, num_actions: int, noop: int = 0) -> jax.Array:

@@ -31,8 +31,9 @@ import numpy as np
 from flax import struct
 
 from jaxmarl_lab.types import EnvSpec
+from jaxmarl_lab.validation import check_number, check_positive_int
 
-from .core import Environment, check_number, check_positive_int, noop_if_out_of_range
+from .core import Environment, noop_if_out_of_range
 
 NUM_ACTIONS = 5
 STAY = 0  # the no-op action; out-of-range actions act as it

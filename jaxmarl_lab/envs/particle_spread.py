@@ -38,8 +38,9 @@ import numpy as np
 from flax import struct
 
 from jaxmarl_lab.types import EnvSpec
+from jaxmarl_lab.validation import check_number, check_positive_int
 
-from .core import Environment, check_number, check_positive_int
+from .core import Environment
 
 # Discrete action -> unit force direction, as in mpe2: [no-op, left, right, down, up].
 _MOVE_X = np.array([0.0, -1.0, 1.0, 0.0, 0.0], np.float32)

@@ -31,8 +31,9 @@ import numpy as np
 from flax import struct
 
 from jaxmarl_lab.types import EnvSpec
+from jaxmarl_lab.validation import check_number, check_positive_int
 
-from .core import Environment, check_number, check_positive_int
+from .core import Environment
 
 FORMS = ("one-step", "multi-step")
 

@@ -41,8 +41,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from jaxmarl_lab.envs.core import check_positive_int
 from jaxmarl_lab.types import EnvSpec, TimeStep
+from jaxmarl_lab.validation import check_positive_int
 
 _NO_TIME_LIMIT = 2**30
 

@@ -50,10 +50,10 @@ import jax.numpy as jnp
 import optax
 
 from jaxmarl_lab import ops
-from jaxmarl_lab.envs.core import check_positive_int
 from jaxmarl_lab.learners.common import check_hparams, clipped_adam, create_hparams, global_norm
 from jaxmarl_lab.networks import make_agent_network
 from jaxmarl_lab.types import EnvSpec, Learner, TimeStep, Transition
+from jaxmarl_lab.validation import check_positive_int
 
 _MASKED = -1e9  # logit of an unavailable action (finite, so softmax gradients stay finite)
 

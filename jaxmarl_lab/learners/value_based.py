@@ -28,10 +28,10 @@ import jax.numpy as jnp
 import optax
 
 from jaxmarl_lab import ops
-from jaxmarl_lab.envs.core import check_positive_int
 from jaxmarl_lab.learners.common import annealed_lr, check_hparams, clipped_adam, create_hparams, global_norm
 from jaxmarl_lab.networks import make_agent_network, make_qmix_mixer
 from jaxmarl_lab.types import EnvSpec, Learner, TimeStep, Transition
+from jaxmarl_lab.validation import check_positive_int
 
 MIXERS = ("none", "vdn", "qmix")
 
