@@ -1,4 +1,4 @@
-"""Probe: IPPO's instability on particle-spread with value normalisation (issue 5, part 2 follow-up).
+"""Probe: IPPO's instability on particle-spread with value normalisation.
 
 Trains 4 seeds (one vmapped program) of PPO on particle-spread with N agents, 16 envs x 25
 steps, 40k env steps per seed, the part-2 hyperparameters (lr 3e-3, entropy 0.01, 4 epochs x

@@ -1,4 +1,4 @@
-"""Learning results of the actor-critic learners (MAPPO, IPPO, MADDPG) on every task of the issue.
+"""Learning results of the actor-critic learners (MAPPO, IPPO, MADDPG) on lesson, rendezvous, particle-spread, grid5.
 
 Each learner trains `--seeds` seeds as ONE vmapped, jitted program; reported per
 learner: mean and 95% t-interval over seeds of the greedy policy's score, the training

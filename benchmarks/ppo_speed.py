@@ -1,6 +1,6 @@
 """MAPPO / IPPO training speed at a JaxMARL-comparable config, with a breakdown of where time goes.
 
-Config (the one the issue compares against JaxMARL's IPPO): particle-spread N = 3,
+Config (JaxMARL's IPPO-FF settings, for a side-by-side comparison): particle-spread N = 3,
 discrete, 16 envs x 128 steps per rollout, 4 epochs x 4 minibatches, a 64-unit tanh
 MLP for actor and critic, one seed. Training env-steps/s is measured on a compiled
 `train` after compilation, as the median of `--repeats` runs.

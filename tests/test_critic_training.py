@@ -1,4 +1,4 @@
-"""Tests of the MAPPO-vs-IPPO critic variance experiment (Part 2 of issue 5), on tiny sizes."""
+"""Tests of the MAPPO-vs-IPPO critic variance experiment while training, on tiny sizes."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Tests of the centralized-vs-independent critic variance experiment (Part 1 of issue 5)."""
+"""Tests of the centralized-vs-independent critic variance experiment (the textbook experiment)."""
 
 from __future__ import annotations
 
