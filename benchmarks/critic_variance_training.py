@@ -34,7 +34,8 @@ def rewrite_from_raw(out_dir: str) -> None:
     the config, timings and key of the run that made them."""
     import json
 
-    from jaxmarl_lab.experiments import critic_training, critic_training_report as report
+    from jaxmarl_lab.experiments import critic_training
+    from jaxmarl_lab.experiments import critic_training_report as report
 
     stem = os.path.join(out_dir, "critic_variance_training")
     with open(stem + ".json") as f:

@@ -11,8 +11,20 @@ import numpy as np
 import pytest
 
 from jaxmarl_lab import envs
-from jaxmarl_lab.learners import (MADDPGConfig, MADDPGHParams, PPOConfig, PPOHParams, ValueConfig, ValueHParams,
-                                  make_iql, make_ippo, make_maddpg, make_mappo, make_qmix, make_vdn)
+from jaxmarl_lab.learners import (
+    MADDPGConfig,
+    MADDPGHParams,
+    PPOConfig,
+    PPOHParams,
+    ValueConfig,
+    ValueHParams,
+    make_ippo,
+    make_iql,
+    make_maddpg,
+    make_mappo,
+    make_qmix,
+    make_vdn,
+)
 from jaxmarl_lab.learners.common import check_hparams
 from jaxmarl_lab.learners.maddpg import MADDPG_HPARAM_RANGES
 from jaxmarl_lab.learners.ppo import PPO_HPARAM_RANGES

@@ -12,8 +12,12 @@ import numpy as np
 import pytest
 
 from jaxmarl_lab.experiments import critic_training_report as report
-from jaxmarl_lab.experiments.critic_training import (CriticRuns, CriticTrainingConfig, make_critic_runs_fn,
-                                                     make_train_fns)
+from jaxmarl_lab.experiments.critic_training import (
+    CriticRuns,
+    CriticTrainingConfig,
+    make_critic_runs_fn,
+    make_train_fns,
+)
 
 # 2 agents, 2 seeds, 3 iterations of 2 envs x 25 steps (one whole episode per env and iteration)
 TINY = CriticTrainingConfig(num_agents=(2,), seeds=2, env_steps=150, num_envs=2, rollout_len=25, hidden_dim=8,

@@ -10,11 +10,20 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from jaxmarl_lab.envs.grid_world import (LESSON_GOALS, LESSON_STARTS, GridWorld, GridWorldState,
-                                         _python_joint_move, move_agents, optimal_plan, optimal_return,
-                                         optimal_steps)
+from jaxmarl_lab.envs.grid_world import (
+    LESSON_GOALS,
+    LESSON_STARTS,
+    GridWorld,
+    GridWorldState,
+    _python_joint_move,
+    move_agents,
+    optimal_plan,
+    optimal_return,
+    optimal_steps,
+)
 
 STAY, UP, DOWN, LEFT, RIGHT = range(5)
 KEY = jax.random.key(0)

@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 from scipy import optimize
 
-from jaxmarl_lab.envs.rendezvous import (Rendezvous, RendezvousState, one_step_optimum,
-                                         optimal_return, team_reward)
+from jaxmarl_lab.envs.rendezvous import Rendezvous, RendezvousState, one_step_optimum, optimal_return, team_reward
 
 KEY = jax.random.key(0)
 

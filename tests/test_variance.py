@@ -14,9 +14,19 @@ import pytest
 
 from jaxmarl_lab.envs.rendezvous import team_reward
 from jaxmarl_lab.experiments import variance_report
-from jaxmarl_lab.experiments.variance import (SeedResult, VarianceConfig, cell_lr, curvature,
-                                              expected_team_reward, make_cells, make_sweep_fn,
-                                              masked_team_reward, run_seed, run_seeds_cells, seed_draws)
+from jaxmarl_lab.experiments.variance import (
+    SeedResult,
+    VarianceConfig,
+    cell_lr,
+    curvature,
+    expected_team_reward,
+    make_cells,
+    make_sweep_fn,
+    masked_team_reward,
+    run_seed,
+    run_seeds_cells,
+    seed_draws,
+)
 
 KEY = jax.random.key(7)
 SMALL = VarianceConfig(num_agents=(4,), couplings=(1.0,), seeds=3, steps=6)
