@@ -36,7 +36,7 @@ import jax
 import numpy as np
 
 from jaxmarl_lab import sweep as sweeps
-from jaxmarl_lab.config import build
+from jaxmarl_lab.config import build, seed_keys
 from jaxmarl_lab.xla_flags import add_xla_flag
 
 
@@ -63,7 +63,7 @@ def run_point(spec: sweeps.SweepSpec, p: int) -> dict:
     """One trial in this process: a new env, learner and closure, compiled and run on its seeds."""
     dims = sweeps.parse_search(spec)
     points = sweeps.expand_points(spec, dims)
-    keys = sweeps.seed_keys(spec.base.seed, spec.base.num_seeds)
+    keys = seed_keys(spec.base.seed, spec.base.num_seeds)
     built = build(sweeps.point_run_config(spec, dims, points[p]))
     member = sweeps.make_member_fn(built)
     hparams = type(built.hparams)(*(np.full(len(keys), x, np.float32) for x in built.hparams))

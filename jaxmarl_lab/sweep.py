@@ -26,9 +26,12 @@ points: common random numbers). The members of a group are flattened to one axis
 `Mesh`; each device runs `per_device` members per chunk through one compiled program, the
 last chunk padded with copies whose results are dropped. Results are gathered to every
 process and written by process 0 after each chunk, so an interrupted sweep resumes where it
-stopped (see `sweep_report.load_partial`). With the same `per_device`, results agree across
-device and process counts up to float32 rounding (XLA fuses a multi-device program slightly
-differently; measured <= 2e-7 relative on the metrics of a 6-member IQL sweep).
+stopped (see `sweep_report.load_partial`); process 0 holds a lock on the output folder for
+the whole run, so a second sweep there is refused. The search's size, the output folder, the
+results already there and the memory of one member are checked before anything compiles.
+With the same `per_device`, results agree across device and process counts up to float32
+rounding (XLA fuses a multi-device program slightly differently; measured <= 2e-7 relative on
+the metrics of a 6-member IQL sweep).
 
 Parsing the file and the search space lives in `jaxmarl_lab.sweep_space` (re-exported here:
 `load_sweep`, `SweepSpec`, `parse_search`, `expand_points`, `point_run_config`).
@@ -38,7 +41,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 import socket
 import sys
@@ -50,10 +52,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxmarl_lab import sweep_report
-from jaxmarl_lab.config import LEARNERS, Built, RunConfig, build
-from jaxmarl_lab.runner import make_runner, make_train
-from jaxmarl_lab.sweep_space import (AXIS, Dimension, SweepSpec, expand_points, load_sweep,  # noqa: F401
-                                     parse_search, point_run_config)
+from jaxmarl_lab.config import LEARNERS, Built, RunConfig, build, seed_keys
+from jaxmarl_lab.memory import available_bytes, member_bytes, mib
+from jaxmarl_lab.runner import make_train
+from jaxmarl_lab.sweep_space import AXIS, Dimension, SweepSpec, expand_points, parse_search, point_run_config
+from jaxmarl_lab.sweep_space import load_sweep as load_sweep  # re-exported
+
 
 class Group(NamedTuple):
     """Points that share shapes: one compiled program."""
@@ -93,11 +97,6 @@ def make_groups(spec: SweepSpec, dims: list[Dimension], points: list[dict]) -> l
         hparams = hparams_cls(*(np.asarray(column, np.float32) for column in zip(*stack)))
         groups.append(Group(overrides, run, built, members, hparams))
     return groups
-
-
-def seed_keys(seed: int, num_seeds: int) -> np.ndarray:
-    """`(K, 2) uint32`: `jax.random.PRNGKey(seed + s)` for s < K."""
-    return np.stack([np.asarray(jax.random.PRNGKey(seed + s)) for s in range(num_seeds)])
 
 
 def summarize_metrics(metrics: dict, num_iterations: int) -> dict:
@@ -154,35 +153,10 @@ def compiled_program(group: Group, chunk: int, mesh: jax.sharding.Mesh):
     return _COMPILED[key]
 
 
-def _tree_bytes(tree: Any) -> int:
-    return sum(math.prod(x.shape) * np.dtype(x.dtype).itemsize for x in jax.tree.leaves(tree))
-
-
-def member_bytes(built: Built) -> int:
-    """Estimated memory of one sweep member, from shapes alone (`jax.eval_shape`, nothing runs).
-
-    Twice the runner state (learner, optimizer, replay buffer, envs: the loop's carry in and
-    out) plus one iteration's rollout (`rollout_len` batched timesteps, twice: obs and next obs).
-    """
-    runner = make_runner(built.env, built.learner, built.runner, built.env_params)
-    key = jax.ShapeDtypeStruct((2,), jnp.uint32)
-    hparams = type(built.hparams)(*(jax.ShapeDtypeStruct((), jnp.float32) for _ in built.hparams))
-    state = jax.eval_shape(runner.init, key, hparams)
-    _, timestep = jax.eval_shape(lambda k: built.env.reset_batch(k, built.env_params, built.runner.num_envs), key)
-    return 2 * _tree_bytes(state) + 2 * built.runner.rollout_len * _tree_bytes(timestep)
-
-
 def device_budget(device: jax.Device, fraction: float = 0.5) -> int:
-    """Bytes a sweep may use on `device`: `fraction` of its free memory (accelerators report it);
-    on a CPU, `fraction` of physical memory shared by the local devices."""
-    try:
-        stats = device.memory_stats()
-    except Exception:  # some backends do not implement it
-        stats = None
-    if stats and "bytes_limit" in stats:
-        return int(fraction * (stats["bytes_limit"] - stats.get("bytes_in_use", 0)))
-    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    return int(fraction * total / max(1, jax.local_device_count()))
+    """Bytes a sweep may use on `device`: `fraction` of its free memory (`memory.available_bytes`:
+    an accelerator's free memory, or the host's available memory shared by the local devices)."""
+    return int(fraction * available_bytes(device))
 
 
 class ChunkPlan(NamedTuple):
@@ -199,10 +173,30 @@ class ChunkPlan(NamedTuple):
 def plan_chunks(num_members: int, num_devices: int, one_member: int, budget: int,
                 chunk_size: int | None = None) -> ChunkPlan:
     """Members per device per chunk: all of a device's share if it fits the budget (and
-    `chunk_size`, a per-device cap, allows), else as many as fit (at least one)."""
+    `chunk_size`, a per-device cap, allows), else as many as fit.
+
+    Raises:
+        ValueError: not even one member fits (the estimate, the budget and what to change).
+    """
+    if one_member > budget:
+        raise ValueError(f"one sweep run (one point, one seed) needs about {mib(one_member)} by its shapes (runner "
+                         f"state, replay buffer, one rollout), more than the memory budget of {mib(budget)} per "
+                         f"device; lower runner.num_envs, runner.buffer_capacity or runner.rollout_len, or raise "
+                         f"--memory-budget-mb")
     share = -(-num_members // num_devices)
-    fit = max(1, budget // max(1, one_member))
-    return ChunkPlan(min(share, fit, chunk_size or share), num_devices, one_member, budget)
+    return ChunkPlan(min(share, budget // max(1, one_member), chunk_size or share), num_devices, one_member, budget)
+
+
+def split_address(address: str, what: str = "coordinator address") -> tuple[str, int]:
+    """`("host", port)` of "HOST:PORT" (an IPv6 host in brackets, "[::1]:1234").
+
+    Raises:
+        ValueError: naming `what` when the address is not HOST:PORT.
+    """
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"{what} must be HOST:PORT, got {address!r}")
+    return host.strip("[]"), int(port)
 
 
 def check_coordinator(address: str, timeout: float) -> None:
@@ -211,36 +205,44 @@ def check_coordinator(address: str, timeout: float) -> None:
     Raises:
         ValueError: malformed address, or nothing listening within `timeout` seconds.
     """
-    host, _, port = address.rpartition(":")
-    if not host or not port.isdigit():
-        raise ValueError(f"coordinator address must be HOST:PORT, got {address!r}")
+    host, port = split_address(address)
     deadline = time.monotonic() + timeout
     while True:
         try:
-            socket.create_connection((host, int(port)), timeout=1.0).close()
+            socket.create_connection((host, port), timeout=1.0).close()
             return
         except OSError as e:
             if time.monotonic() > deadline:
                 raise ValueError(f"coordinator {address} unreachable after {timeout:g} s ({e}); start process 0 "
-                                 f"first, or check the address and firewall") from None
+                                 f"first, or check the address and firewall (process 0 listens only on the "
+                                 f"address of --coordinator unless given --coordinator-bind)") from None
             time.sleep(0.2)
 
 
 def init_distributed(coordinator: str | None = None, num_processes: int | None = None,
-                     process_id: int | None = None, timeout: float = 60.0) -> bool:
+                     process_id: int | None = None, timeout: float = 60.0, bind: str | None = None) -> bool:
     """`jax.distributed.initialize` from options, else the environment variables
     JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and JAX_PROCESS_ID. Call before any other JAX use.
 
     Returns False (single process) when no coordinator is given. Processes other than 0 first
     wait for the coordinator to listen, so an unreachable one is a clear error after
-    `timeout` seconds rather than an abort inside XLA.
+    `timeout` seconds rather than an abort inside XLA. Process 0's coordinator service
+    listens on `bind` (HOST:PORT), by default only on the coordinator's own address, not on
+    every interface (JAX's default); "0.0.0.0:PORT" opens it to all.
 
     Raises:
-        ValueError: missing or out-of-range process count / id, unreachable coordinator.
+        ValueError: missing or out-of-range process count / id, a malformed address,
+            `bind` without a coordinator, unreachable coordinator, or `jax.distributed`
+            failing (e.g. JAX's backend already started).
     """
     coordinator = coordinator or os.environ.get("JAX_COORDINATOR_ADDRESS")
     if not coordinator:
+        if bind:
+            raise ValueError(f"--coordinator-bind {bind} is for a multi-host sweep: give --coordinator too")
         return False
+    split_address(coordinator)
+    bind = bind or coordinator
+    split_address(bind, "coordinator bind address")
     values = {}
     for name, value in (("num_processes", num_processes), ("process_id", process_id)):
         raw = value if value is not None else os.environ.get(f"JAX_{name.upper()}")
@@ -254,8 +256,12 @@ def init_distributed(coordinator: str | None = None, num_processes: int | None =
         raise ValueError(f"need num_processes >= 1 and 0 <= process_id < num_processes, got {n} and {pid}")
     if pid != 0:
         check_coordinator(coordinator, timeout)
-    jax.distributed.initialize(coordinator, num_processes=n, process_id=pid,
-                               initialization_timeout=max(1, int(timeout)))
+    try:
+        jax.distributed.initialize(coordinator, num_processes=n, process_id=pid,
+                                   initialization_timeout=max(1, int(timeout)), coordinator_bind_address=bind)
+    except RuntimeError as e:  # JAX already started, a process that never came, a port in use
+        raise ValueError(f"jax.distributed.initialize failed (coordinator {coordinator}, process {pid} of {n}): "
+                         f"{e}") from None
     return True
 
 
@@ -280,16 +286,58 @@ def _gather(tree: Any) -> Any:
     return multihost_utils.process_allgather(tree, tiled=True)
 
 
-def _done_members(out_dir: str, spec: SweepSpec, overwrite: bool, num_points: int) -> tuple[list, np.ndarray]:
-    """Rows already written (process 0 reads them) and the `(P, K)` done mask every process agrees on."""
-    rows = [] if overwrite or jax.process_index() != 0 else sweep_report.load_partial(out_dir, spec.fingerprint())
+def _open_out_dir(out_dir: str, spec: SweepSpec, dims: list[Dimension], overwrite: bool,
+                  num_points: int) -> tuple[sweep_report.OpenFolder | None, list, np.ndarray]:
+    """Process 0 opens `out_dir` (`sweep_report.open_folder`: created, locked, the rows already
+    there read); every process gets the `(P, K)` done mask, or the error when process 0 failed."""
+    folder, rows, error = None, [], None
     done = np.zeros((num_points, spec.base.num_seeds), bool)
-    for row in rows:
-        done[row["point"], row["seed_index"]] = True
+    if jax.process_index() == 0:
+        try:
+            folder = sweep_report.open_folder(out_dir, spec.fingerprint(), num_points, spec.base.num_seeds,
+                                              [d.key for d in dims], overwrite)
+            rows = folder.rows
+        except Exception as e:  # raised below, after the other processes learn of it
+            error = e
+        for row in rows:
+            done[row["point"], row["seed_index"]] = True
+    ok = error is None
     if jax.process_count() > 1:
         from jax.experimental import multihost_utils
-        done = np.array(multihost_utils.broadcast_one_to_all(done), bool)  # a writable copy
-    return rows, done
+        ok, done = multihost_utils.broadcast_one_to_all((np.int32(ok), done))
+        ok, done = bool(ok), np.array(done, bool)  # a writable copy
+    if error is not None:
+        raise error
+    if not ok:
+        raise ValueError(f"process 0 could not open the sweep folder {out_dir!r}; see its error")
+    return folder, rows, done
+
+
+def _plan_groups(groups: list[Group], done: np.ndarray, num_devices: int, memory_budget: int | None,
+                 chunk_size: int | None) -> list[ChunkPlan | None]:
+    """The chunk plan of every group with members to train (None for a finished group).
+
+    Every process plans with the smallest budget of all processes, so all run the same chunks.
+
+    Raises:
+        ValueError: one member of a group does not fit the budget.
+    """
+    budget = memory_budget if memory_budget is not None else device_budget(jax.local_devices()[0])
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+        # float32: JAX without x64 would gather an int64 as int32, and budgets pass 2**31 bytes
+        budget = int(np.min(multihost_utils.process_allgather(np.float32(budget))))
+    plans = []
+    for group in groups:
+        if done[group.points].all():
+            plans.append(None)
+            continue
+        try:
+            plans.append(plan_chunks(len(group.points) * done.shape[1], num_devices, member_bytes(group.built),
+                                     budget, chunk_size))
+        except ValueError as e:
+            raise ValueError(f"sweep group {group.overrides}: {e}" if len(groups) > 1 else str(e)) from None
+    return plans
 
 
 def run_sweep(spec: SweepSpec, out_dir: str, *, chunk_size: int | None = None, memory_budget: int | None = None,
@@ -297,11 +345,14 @@ def run_sweep(spec: SweepSpec, out_dir: str, *, chunk_size: int | None = None, m
               devices: list | None = None) -> SweepResult:
     """Trains every (point, seed) of `spec`, one compiled program per group, and writes the results.
 
+    Everything that can be refused is checked before anything is compiled: the search, the
+    output folder, the results already there and the memory of one member.
+
     Args:
         spec: the sweep.
         out_dir: folder of results.{json,csv} (rewritten after every chunk), and when complete
             ranking.csv, best_config.json and sweep.png. Rows already there (of the same sweep)
-            are kept and their members skipped.
+            are kept and their members skipped. Process 0 locks it for the whole call.
         chunk_size: at most this many members per device per chunk.
         memory_budget: bytes per device (default: half the free device memory, see `device_budget`).
         max_chunks: stop after this many chunks (the rest runs on the next call).
@@ -310,34 +361,55 @@ def run_sweep(spec: SweepSpec, out_dir: str, *, chunk_size: int | None = None, m
         devices: the mesh's devices (default `jax.devices()`, every process's).
 
     Raises:
-        ValueError: bad search space or values (before anything is traced).
-        FileExistsError: `out_dir` holds results of a different sweep and `overwrite` is False.
+        ValueError: bad search space or values, a results.json that is not a sweep's results
+            (nothing is rewritten), a member too large for `memory_budget`.
+        FileExistsError: `out_dir` holds results of a different sweep and `overwrite` is False,
+            or it (or a parent) is a file.
+        LockedError: another process works in `out_dir`.
     """
+    if memory_budget is not None:
+        if not memory_budget >= 1:  # NaN included
+            raise ValueError(f"memory_budget must be a number of bytes >= 1, got {memory_budget!r}")
+        memory_budget = int(memory_budget)
     dims = parse_search(spec)
     points = expand_points(spec, dims)
+    if jax.process_count() == 1:  # with several processes, only process 0's folder counts (checked below)
+        sweep_report.check_folder_path(out_dir)
     groups = make_groups(spec, dims, points)
     devices = list(devices or jax.devices())
+    folder, rows, done = _open_out_dir(out_dir, spec, dims, overwrite, len(points))
+    try:
+        plans = _plan_groups(groups, done, len(devices), memory_budget, chunk_size)
+    except BaseException:
+        if folder is not None:
+            folder.close(discard=True)
+        raise
+    try:
+        return _train_groups(spec, dims, points, groups, plans, devices, out_dir, rows, done, max_chunks, progress,
+                             chunk_size)
+    finally:
+        if folder is not None:
+            folder.close()
+
+
+def _train_groups(spec: SweepSpec, dims: list[Dimension], points: list[dict], groups: list[Group], plans: list,
+                  devices: list, out_dir: str, rows: list, done: np.ndarray, max_chunks: int | None,
+                  progress: bool | Callable, chunk_size: int | None) -> SweepResult:
+    """The chunks of `run_sweep`, the rows written after each, the outputs once complete."""
     mesh = jax.sharding.Mesh(np.asarray(devices), (AXIS,))
     sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(AXIS))
     writer = jax.process_index() == 0
     say = (progress if callable(progress) else (lambda line: print(line, file=sys.stderr, flush=True))) \
         if progress and writer else (lambda line: None)
-    rows, done = _done_members(out_dir, spec, overwrite, len(points))
     num_seeds, keys = spec.base.num_seeds, seed_keys(spec.base.seed, spec.base.num_seeds)
     total, finished = done.size, int(done.sum())
     if finished:
         say(f"sweep: resuming, {finished}/{total} members already in {out_dir}")
     chunks_run, compile_s, run_s, start = 0, 0.0, 0.0, time.perf_counter()
-    for g, group in enumerate(groups):
+    for g, (group, plan) in enumerate(zip(groups, plans)):
         todo = [(i, s) for i, p in enumerate(group.points) for s in range(num_seeds) if not done[p, s]]
         if not todo or (max_chunks is not None and chunks_run >= max_chunks):
             continue
-        budget = memory_budget or device_budget(jax.local_devices()[0])
-        plan = plan_chunks(len(group.points) * num_seeds, len(devices), member_bytes(group.built), budget, chunk_size)
-        if jax.process_count() > 1:  # every process must run the same chunks: the smallest plan wins
-            from jax.experimental import multihost_utils
-            per_device = int(np.min(multihost_utils.process_allgather(np.int32(plan.per_device))))
-            plan = plan._replace(per_device=per_device)
         num_chunks = -(-len(todo) // plan.chunk)
         label = f"group {g + 1}/{len(groups)} {group.overrides or ''}".rstrip()
         say(f"sweep: {label}: {len(todo)} members on {len(devices)} device(s), {plan.per_device} per device per "

@@ -3,13 +3,17 @@
 Points are ranked by the interquartile mean (IQM) of `final_return` over their seeds, with
 a percentile-bootstrap 95% CI over seeds, as rliable (Agarwal et al. 2021, "Deep RL at the
 Edge of the Statistical Precipice") and marl-eval recommend. Files under the output folder,
-each written atomically (temporary file + `os.replace`):
+each written atomically (`jaxmarl_lab.files`: a `.tmp-*` file renamed over the target, with
+the permissions of a plain `open`):
 
   results.json   {"fingerprint", "complete", "sweep", "rows", ["ranking", "best_config", ...]}
   results.csv    one row per (point, seed)
   ranking.csv    one row per point, best first
   best_config.json   a RunConfig of the best point (`jaxmarl-lab train --config` reads it)
   sweep.png      final return against each swept name
+
+`open_folder` takes the folder for one sweep process (`files.DirLock`, the holder's pid in
+`.lock`), removes the `.tmp-*` files of a writer that was killed and reads the rows to resume.
 """
 
 from __future__ import annotations
@@ -19,12 +23,13 @@ import io
 import json
 import math
 import os
-import tempfile
 from typing import Any, Sequence
 
 import numpy as np
 
 from jaxmarl_lab.config import RunConfig, save_run_config, write_json_atomic
+from jaxmarl_lab.files import LOCK, DirLock, atomic_write, atomic_write_text, remove_temp_files
+from jaxmarl_lab.interrupts import critical
 
 NUM_BOOTSTRAP = 2000
 CI_LEVEL = 0.95
@@ -89,22 +94,6 @@ def _clean(value: Any) -> Any:
     return value
 
 
-def _write_text_atomic(path: str, text: str) -> None:
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "w", newline="") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def write_csv_atomic(path: str, records: list[dict]) -> None:
     """Records as CSV; columns in order of first appearance."""
     columns = list(dict.fromkeys(k for r in records for k in r))
@@ -112,25 +101,38 @@ def write_csv_atomic(path: str, records: list[dict]) -> None:
     writer = csv.DictWriter(buffer, fieldnames=columns)
     writer.writeheader()
     writer.writerows(records)
-    _write_text_atomic(path, buffer.getvalue())
+    atomic_write_text(path, buffer.getvalue())
 
 
 def write_partial(out_dir: str, spec, rows: list[dict], complete: bool, extra: dict | None = None) -> dict:
-    """results.json and results.csv with the rows so far; returns their paths."""
+    """results.json and results.csv with the rows so far (a signal never separates the two);
+    returns their paths."""
     paths = {"json": os.path.join(out_dir, "results.json"), "csv": os.path.join(out_dir, "results.csv")}
     rows = sorted(rows, key=lambda r: (r["point"], r["seed_index"]))
-    write_json_atomic(paths["json"], _clean({"fingerprint": spec.fingerprint(), "complete": complete,
-                                             "sweep": spec.to_dict(), "rows": rows, **(extra or {})}))
-    write_csv_atomic(paths["csv"], rows)
+    data = _clean({"fingerprint": spec.fingerprint(), "complete": complete, "sweep": spec.to_dict(), "rows": rows,
+                   **(extra or {})})
+    with critical():
+        write_json_atomic(paths["json"], data)
+        write_csv_atomic(paths["csv"], rows)
     return paths
 
 
-def load_partial(out_dir: str, fingerprint: str) -> list[dict]:
+ROW_KEYS = ("point", "seed_index", "seed", METRIC)
+
+
+def load_partial(out_dir: str, fingerprint: str, num_points: int, num_seeds: int, keys: Sequence[str] = ()) -> list:
     """Rows of `out_dir/results.json` (none if absent), NaN restored for null metrics.
+
+    Args:
+        out_dir: the sweep folder.
+        fingerprint: `SweepSpec.fingerprint()` of the sweep that resumes.
+        num_points, num_seeds: its size; every row must name a member `(point, seed_index)` in it, once.
+        keys: the swept names, which every row must hold besides `ROW_KEYS`.
 
     Raises:
         FileExistsError: the file belongs to a different sweep.
-        ValueError: the file is not valid JSON.
+        ValueError: the file cannot be read, is not valid JSON or not the shape this module
+            writes (naming the file and the first problem found).
     """
     path = os.path.join(out_dir, "results.json")
     if not os.path.exists(path):
@@ -138,12 +140,123 @@ def load_partial(out_dir: str, fingerprint: str) -> list[dict]:
     try:
         with open(path) as f:
             data = json.load(f)
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path} is not valid JSON ({e}); remove it or pass --overwrite") from None
-    if data.get("fingerprint") != fingerprint:
-        raise FileExistsError(f"{path} holds results of a different sweep (fingerprint {data.get('fingerprint')}, "
+    except (ValueError, OSError) as e:  # JSONDecodeError, UnicodeDecodeError, a folder, no permission
+        raise ValueError(f"{path} is not a readable JSON file ({e}); remove it or pass --overwrite") from None
+    fix = "; nothing was changed: repair or remove it, or pass --overwrite to start the sweep again"
+    if not isinstance(data, dict) or not {"fingerprint", "rows"} <= set(data):
+        raise ValueError(f"{path} is not a sweep's results file (an object with 'fingerprint' and 'rows' is "
+                         f"expected, got {_describe(data)}){fix}")
+    if data["fingerprint"] != fingerprint:
+        raise FileExistsError(f"{path} holds results of a different sweep (fingerprint {data['fingerprint']}, "
                               f"this one {fingerprint}); use another output folder or --overwrite")
+    problem = _row_problem(data["rows"], num_points, num_seeds, (*ROW_KEYS, *keys))
+    if problem:
+        raise ValueError(f"{path}: {problem}{fix}")
     return [{k: (math.nan if v is None else v) for k, v in row.items()} for row in data["rows"]]
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, dict):
+        return f"an object with keys {sorted(map(str, value))[:8]}"
+    kinds = {list: "list", str: "string", bool: "boolean", int: "number", float: "number", type(None): "null"}
+    return f"a JSON {kinds.get(type(value), type(value).__name__)}"
+
+
+def _row_problem(rows: Any, num_points: int, num_seeds: int, keys: Sequence[str]) -> str | None:
+    """What is wrong with the rows of a results file, or None."""
+    if not isinstance(rows, list):
+        return f"'rows' must be a list of objects, got {_describe(rows)}"
+    seen = set()
+    for i, row in enumerate(rows):
+        if not isinstance(row, dict):
+            return f"row {i} must be an object, got {_describe(row)}"
+        missing = [k for k in keys if k not in row]
+        if missing:
+            return f"row {i} lacks {missing}"
+        for name, size in (("point", num_points), ("seed_index", num_seeds)):
+            value = row[name]
+            if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < size:
+                return f"row {i} has {name} {value!r}, not an integer in [0, {size}) of this sweep"
+        if not (row[METRIC] is None or isinstance(row[METRIC], (int, float)) and not isinstance(row[METRIC], bool)):
+            return f"row {i} has {METRIC} {row[METRIC]!r}, not a number or null"
+        member = (row["point"], row["seed_index"])
+        if member in seen:
+            return f"row {i} repeats point {member[0]}, seed_index {member[1]}"
+        seen.add(member)
+    return None
+
+
+def check_folder_path(out_dir: str) -> None:
+    """Refuses an output folder that is a file, or lies under one (nothing is created).
+
+    Raises:
+        FileExistsError: naming the file.
+    """
+    path = os.path.abspath(out_dir)
+    while not os.path.lexists(path) and os.path.dirname(path) != path:
+        path = os.path.dirname(path)
+    if not os.path.isdir(path):
+        where = "is" if path == os.path.abspath(out_dir) else f"lies under {path!r}, which is"
+        raise FileExistsError(f"sweep folder {out_dir!r} {where} a file, not a folder; choose another output folder")
+
+
+class OpenFolder:
+    """A sweep folder held by this process: its lock and the rows already there."""
+
+    def __init__(self, out_dir: str, lock: DirLock, created: bool, rows: list):
+        self.out_dir, self.lock, self.created, self.rows = out_dir, lock, created, rows
+
+    def close(self, discard: bool = False) -> None:
+        """Releases the lock; `discard` also removes the folder if this call created it and it
+        holds nothing but the lock file (a sweep refused before writing anything)."""
+        if discard and self.created and os.listdir(self.out_dir) == [LOCK]:
+            os.unlink(os.path.join(self.out_dir, LOCK))
+            self.lock.release()
+            try:
+                os.rmdir(self.out_dir)
+            except OSError:  # another process put something there meanwhile
+                pass
+        self.lock.release()
+
+
+def open_folder(out_dir: str, fingerprint: str, num_points: int, num_seeds: int, keys: Sequence[str],
+                overwrite: bool) -> OpenFolder:
+    """Creates `out_dir` if needed, locks it, removes temporary files a killed writer left, and
+    reads the rows already there (none if `overwrite`; see `load_partial`).
+
+    Raises:
+        FileExistsError: `out_dir` is a file; it holds another sweep's results.
+        LockedError: another process holds the folder (naming its pid).
+        ValueError: its results.json is not a sweep's results (nothing is changed).
+    """
+    check_folder_path(out_dir)
+    created = False
+    if not os.path.isdir(out_dir):
+        os.makedirs(os.path.dirname(os.path.abspath(out_dir)), exist_ok=True)
+        try:
+            os.mkdir(out_dir)
+            created = True
+        except FileExistsError:  # another process made it a moment ago
+            check_folder_path(out_dir)
+    lock = DirLock(out_dir, "sweep folder").acquire()
+    try:
+        rows = [] if overwrite else load_partial(out_dir, fingerprint, num_points, num_seeds, keys)
+        remove_temp_files(out_dir)
+    except BaseException:
+        OpenFolder(out_dir, lock, created, []).close(discard=True)
+        raise
+    return OpenFolder(out_dir, lock, created, rows)
+
+
+def saved_rows(out_dir: str, fingerprint: str) -> int | None:
+    """How many rows of the sweep `fingerprint` its results.json holds; None if it cannot tell
+    (never raises: for the line printed when a sweep is interrupted)."""
+    try:
+        with open(os.path.join(out_dir, "results.json")) as f:
+            data = json.load(f)
+        return len(data["rows"]) if data["fingerprint"] == fingerprint else None
+    except Exception:
+        return None
 
 
 def plot_sweep(dims, rows: list[dict], ranking: list[dict], path: str, metric: str = METRIC) -> None:
@@ -174,21 +287,21 @@ def plot_sweep(dims, rows: list[dict], ranking: list[dict], path: str, metric: s
     axes[0][0].legend(fontsize=8)
     fig.suptitle("Sweep: per-point IQM over seeds (bootstrap 95% CI)")
     fig.tight_layout()
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = path + ".tmp.png"
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110))
+    finally:
+        plt.close(fig)
 
 
 def write_outputs(out_dir: str, spec, dims, rows: list[dict], ranking: list[dict], best: RunConfig | None,
                   extra: dict) -> dict[str, str]:
-    """Every file of a finished sweep; returns `{kind: path}`."""
-    paths = write_partial(out_dir, spec, rows, complete=True,
-                          extra={"ranking": ranking, "best_config": best.to_dict() if best else None,
-                                 "bootstrap": {"resamples": NUM_BOOTSTRAP, "level": CI_LEVEL, "metric": METRIC},
-                                 **extra})
-    paths["ranking"] = os.path.join(out_dir, "ranking.csv")
+    """Every file of a finished sweep; returns `{kind: path}`.
+
+    results.json, marked complete, is written last: when it says complete, the other files
+    are those of the same rows (a sweep killed before that rewrites them all when rerun).
+    """
+    paths = {"json": os.path.join(out_dir, "results.json"), "csv": os.path.join(out_dir, "results.csv"),
+             "ranking": os.path.join(out_dir, "ranking.csv")}
     write_csv_atomic(paths["ranking"], ranking)
     if best is not None:
         paths["best_config"] = os.path.join(out_dir, "best_config.json")
@@ -198,6 +311,9 @@ def write_outputs(out_dir: str, spec, dims, rows: list[dict], ranking: list[dict
         plot_sweep(dims, rows, ranking, paths["png"])
     except ImportError:  # matplotlib is optional
         del paths["png"]
+    write_partial(out_dir, spec, rows, complete=True,
+                  extra={"ranking": ranking, "best_config": best.to_dict() if best else None,
+                         "bootstrap": {"resamples": NUM_BOOTSTRAP, "level": CI_LEVEL, "metric": METRIC}, **extra})
     return paths
 
 

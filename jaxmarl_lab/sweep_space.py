@@ -23,6 +23,8 @@ SWEEP_KEYS = ("search", "mode", "num_samples", "sample_seed")
 SECTIONS = ("hparams", "config", "runner")
 DISTRIBUTIONS = ("uniform", "log_uniform", "int_uniform")
 AXIS = "members"
+MAX_POINTS = 1_000_000  # a sweep's points; each is a row per seed, rewritten to results.json after every chunk
+MAX_MEMBERS = 10_000_000  # points x seeds: the done mask, the seed keys and the rows are held in memory
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,8 +43,8 @@ class SweepSpec:
                              f"values, e.g. {{\"lr\": [1e-3, 3e-3]}}; got {self.search!r}")
         if self.mode not in ("grid", "random"):
             raise ValueError(f"sweep 'mode' must be 'grid' or 'random', got {self.mode!r}")
-        if self.mode == "random" and (not _is_int(self.num_samples) or self.num_samples < 1):
-            raise ValueError(f"sweep 'num_samples' must be an integer >= 1 for mode 'random', "
+        if self.mode == "random" and (not _is_int(self.num_samples) or not 1 <= self.num_samples <= MAX_POINTS):
+            raise ValueError(f"sweep 'num_samples' must be an integer in [1, {MAX_POINTS:,}] for mode 'random', "
                              f"got {self.num_samples!r}")
         if self.mode == "grid" and self.num_samples is not None:
             raise ValueError(f"sweep 'num_samples' ({self.num_samples!r}) is only for mode 'random'")
@@ -161,6 +163,7 @@ def parse_search(spec: SweepSpec) -> list[Dimension]:
     seen = [(d.section, d.field) for d in dims]
     if len(set(seen)) != len(seen):
         raise ValueError(f"search names {list(spec.search)} name the same field twice")
+    check_size(spec, dims)
     create = LEARNERS[spec.base.learner].hparams_cls.create
     for d in dims:
         if d.section == "hparams" and d.distribution:
@@ -200,8 +203,45 @@ def sample_value(dim: Dimension, rng: np.random.Generator):
     return float(rng.uniform(dim.low, dim.high))
 
 
+def num_values(dim: Dimension) -> int:
+    """`len(grid_values(dim))` in closed form (nothing is expanded): a rounded evenly spaced
+    int_uniform grid keeps `min(num, high - low + 1)` distinct integers."""
+    if dim.values is not None:
+        return len(dim.values)
+    if dim.distribution == "int_uniform":
+        return min(dim.num, dim.high - dim.low + 1)
+    return dim.num
+
+
+def num_points(spec: SweepSpec, dims: list[Dimension]) -> int:
+    """The points `expand_points` would return, counted without expanding them."""
+    return math.prod(num_values(d) for d in dims) if spec.mode == "grid" else spec.num_samples
+
+
+def check_size(spec: SweepSpec, dims: list[Dimension]) -> None:
+    """Refuses a sweep of more than `MAX_POINTS` points or `MAX_MEMBERS` (point, seed) members.
+
+    Raises:
+        ValueError: naming the count and the cap.
+    """
+    points = num_points(spec, dims)
+    if points > MAX_POINTS:
+        sizes = " x ".join(f"{d.key} {num_values(d):,}" for d in dims)
+        raise ValueError(f"sweep search has {points:,} points ({sizes}), more than the cap of {MAX_POINTS:,}; "
+                         f"use fewer values (a smaller 'num' or shorter lists) or mode 'random' with num_samples")
+    members = points * spec.base.num_seeds
+    if members > MAX_MEMBERS:
+        raise ValueError(f"sweep has {members:,} runs ({points:,} points x {spec.base.num_seeds:,} seeds), more "
+                         f"than the cap of {MAX_MEMBERS:,}; use fewer points or seeds")
+
+
 def expand_points(spec: SweepSpec, dims: list[Dimension]) -> list[dict]:
-    """Every point of the sweep, `{search key: value}`, in a fixed order."""
+    """Every point of the sweep, `{search key: value}`, in a fixed order.
+
+    Raises:
+        ValueError: more points than `MAX_POINTS` (counted first, see `check_size`).
+    """
+    check_size(spec, dims)
     if spec.mode == "grid":
         return [dict(zip([d.key for d in dims], combo)) for combo in itertools.product(*map(grid_values, dims))]
     rng = np.random.default_rng(spec.sample_seed)

@@ -3,24 +3,69 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 
 
+def check_memory_budget(value: float | None) -> int | None:
+    """`--memory-budget-mb` in bytes (None: the default budget).
+
+    Raises:
+        ValueError: naming the flag, for a value that is not a finite number > 0.
+    """
+    if value is None:
+        return None
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"--memory-budget-mb must be a number of MiB > 0, got {value:g}")
+    return max(1, int(value * 2**20))
+
+
+def check_cpu_devices(requested: int | None) -> None:
+    """Refuses to sweep on fewer CPU devices than `--cpu-devices` asked for.
+
+    Raises:
+        ValueError: JAX's CPU backend started before the flag was set (it then has no effect).
+    """
+    import jax
+
+    if requested is not None and jax.default_backend() == "cpu" and jax.local_device_count() != requested:
+        raise ValueError(f"--cpu-devices {requested} did not take effect: JAX's CPU backend had already started "
+                         f"with {jax.local_device_count()} device(s) before the flag was set")
+
+
 def sweep(args: argparse.Namespace) -> int:
-    """Runs (or resumes) the sweep of `--config`, writes its files under `--out`, prints the ranking."""
+    """Runs (or resumes) the sweep of `--config`, writes its files under `--out`, prints the ranking.
+
+    SIGINT (Ctrl-C) or SIGTERM at any moment ends the process with exit status 130 / 143 and
+    one line saying how many runs are saved; every file under `--out` is complete, and the
+    same command resumes (see `jaxmarl_lab.interrupts`).
+    """
     if args.cpu_devices is not None:
         # Host devices must be set before JAX's backend starts; it only matters on a CPU.
         os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
                                    f" --xla_force_host_platform_device_count={args.cpu_devices}").strip()
     from jaxmarl_lab import sweep as sweeps
     from jaxmarl_lab import sweep_report
+    from jaxmarl_lab.interrupts import exit_on_signal
 
+    budget = check_memory_budget(args.memory_budget_mb)
     spec = sweeps.load_sweep(args.config)
     sweeps.parse_search(spec)  # bad names and values fail here, before any distributed setup
-    sweeps.init_distributed(args.coordinator, args.num_processes, args.process_id, args.init_timeout)
-    budget = int(args.memory_budget_mb * 2**20) if args.memory_budget_mb else None
-    result = sweeps.run_sweep(spec, args.out, chunk_size=args.chunk_size, memory_budget=budget,
-                              max_chunks=args.max_chunks, overwrite=args.overwrite, progress=not args.quiet)
+
+    def interrupted() -> str:
+        saved = sweep_report.saved_rows(args.out, spec.fingerprint())
+        where = (f"{saved} run{'s are' if saved != 1 else ' is'} saved in {args.out}" if saved is not None
+                 else f"nothing is saved in {args.out} yet")
+        if args.overwrite:
+            return f"interrupted ({where}); run the command again without --overwrite to resume"
+        return f"interrupted ({where}); run the same command again to resume"
+
+    with exit_on_signal(interrupted):
+        sweeps.init_distributed(args.coordinator, args.num_processes, args.process_id, args.init_timeout,
+                                args.coordinator_bind)
+        check_cpu_devices(args.cpu_devices)
+        result = sweeps.run_sweep(spec, args.out, chunk_size=args.chunk_size, memory_budget=budget,
+                                  max_chunks=args.max_chunks, overwrite=args.overwrite, progress=not args.quiet)
     import jax
     if jax.process_index() == 0:
         if result.complete:
@@ -37,9 +82,11 @@ def add_parser(sub) -> None:
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
                        description="Reads a sweep file (a run config's keys plus 'search', 'mode', 'num_samples'; "
                                    "see jaxmarl_lab.sweep) and writes results.{csv,json}, ranking.csv, "
-                                   "best_config.json and sweep.png under --out. Rerun to resume.")
+                                   "best_config.json and sweep.png under --out. Rerun to resume; Ctrl-C keeps "
+                                   "every finished chunk.")
     p.add_argument("--config", required=True, help="sweep file (.json or .toml)")
-    p.add_argument("--out", default="runs/sweep", help="output folder (partial results are resumed)")
+    p.add_argument("--out", default="runs/sweep", help="output folder (partial results are resumed; one sweep "
+                                                       "process at a time)")
     p.add_argument("--chunk-size", type=int, default=None, help="at most this many runs per device per chunk")
     p.add_argument("--memory-budget-mb", type=float, default=None,
                    help="memory per device for the runs of one chunk (default: half the free memory)")
@@ -49,6 +96,9 @@ def add_parser(sub) -> None:
                    help="split the CPU into this many XLA devices (e.g. the core count)")
     p.add_argument("--coordinator", default=None,
                    help="HOST:PORT of process 0 for a multi-host sweep (or JAX_COORDINATOR_ADDRESS)")
+    p.add_argument("--coordinator-bind", default=None, metavar="ADDR",
+                   help="HOST:PORT process 0's coordinator listens on (default: the --coordinator address only; "
+                        "0.0.0.0:PORT for every interface)")
     p.add_argument("--num-processes", type=int, default=None, help="processes in all (or JAX_NUM_PROCESSES)")
     p.add_argument("--process-id", type=int, default=None, help="this process, 0-based (or JAX_PROCESS_ID)")
     p.add_argument("--init-timeout", type=float, default=60.0, help="seconds to wait for the coordinator")
