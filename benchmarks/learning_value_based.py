@@ -44,7 +44,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxmarl_lab import envs, evaluation
+from jaxmarl_lab import envs, stats
 from jaxmarl_lab.baselines import make_evaluate_policy, random_policy, scripted_spread_policy
 from jaxmarl_lab.envs.grid_world import _successors, optimal_steps
 from jaxmarl_lab.learners.value_based import ValueConfig, ValueHParams, make_iql, make_qmix, make_vdn
@@ -115,9 +115,9 @@ TASKS: dict[str, TaskConfig] = {
 
 # ----- statistics -------------------------------------------------------------------------
 def mean_ci(values: Any) -> dict:
-    """Mean and 95% t-interval half-width over seeds (`jaxmarl_lab.evaluation.mean_ci`), with the values."""
+    """Mean and 95% t-interval half-width over seeds (`jaxmarl_lab.stats.mean_ci`), with the values."""
     x = np.asarray(values, np.float64)
-    mean, half = evaluation.mean_ci(x)
+    mean, half = stats.mean_ci(x)
     return {"mean": mean, "ci95": half, "per_seed": x.tolist()}
 
 

@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import tempfile
 from typing import Any, Callable, NamedTuple
 
 import numpy as np
 
 from jaxmarl_lab import envs
+from jaxmarl_lab.files import atomic_write_json
 from jaxmarl_lab.learners import (
     MADDPGConfig,
     MADDPGHParams,
@@ -175,28 +174,8 @@ def load_run_config(path: str) -> RunConfig:
     return RunConfig.from_dict(read_config_file(path, "run config"))
 
 
-def write_json_atomic(path: str, data: Any) -> None:
-    """Writes JSON to a temporary file in the same folder, then renames it over `path`."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".json")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=1)
-            f.flush()
-            os.fsync(f.fileno())
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(tmp, 0o666 & ~mask)  # mkstemp makes 0600 files; give the usual permissions
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def save_run_config(run: RunConfig, path: str) -> None:
-    write_json_atomic(path, run.to_dict())
+    atomic_write_json(path, run.to_dict())
 
 
 class Built(NamedTuple):

@@ -16,7 +16,6 @@ numbers), so the optimum is computed once per start:
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import jax
@@ -24,37 +23,10 @@ import numpy as np
 
 from jaxmarl_lab import memory
 from jaxmarl_lab.runner import make_evaluate
+from jaxmarl_lab.stats import mean_ci
 from jaxmarl_lab.validation import check_positive_int
 
-# 97.5% quantiles of Student's t for 1..30 degrees of freedom (scipy.stats.t.ppf, 6 decimals).
-_T975 = (12.706205, 4.302653, 3.182446, 2.776445, 2.570582, 2.446912, 2.364624, 2.306004, 2.262157, 2.228139,
-         2.200985, 2.178813, 2.160369, 2.144787, 2.131450, 2.119905, 2.109816, 2.100922, 2.093024, 2.085963,
-         2.079614, 2.073873, 2.068658, 2.063899, 2.059539, 2.055529, 2.051831, 2.048407, 2.045230, 2.042272)
 _LARGEST_BFS = 50_000  # joint positions; bigger grid-world searches are skipped (pure-Python BFS)
-
-
-def t_quantile_975(df: int) -> float:
-    """The 97.5% quantile of Student's t with `df >= 1` degrees of freedom.
-
-    A table up to 30, then the Cornish-Fisher expansion in 1/df (error below 1e-7).
-    """
-    df = check_positive_int("df", df)
-    if df <= len(_T975):
-        return _T975[df - 1]
-    z, v = 1.959963984540054, float(df)
-    return (z + (z ** 3 + z) / (4 * v) + (5 * z ** 5 + 16 * z ** 3 + 3 * z) / (96 * v ** 2)
-            + (3 * z ** 7 + 19 * z ** 5 + 17 * z ** 3 - 15 * z) / (384 * v ** 3)
-            + (79 * z ** 9 + 776 * z ** 7 + 1482 * z ** 5 - 1920 * z ** 3 - 945 * z) / (92160 * v ** 4))
-
-
-def mean_ci(values: Any) -> tuple[float, float]:
-    """`(mean, half-width)` of the 95% t-interval of a sample; the half-width is NaN for one value."""
-    x = np.asarray(values, np.float64).ravel()
-    if x.size == 0:
-        raise ValueError("mean_ci needs at least one value")
-    if x.size == 1:
-        return float(x[0]), float("nan")
-    return float(x.mean()), float(t_quantile_975(x.size - 1) * x.std(ddof=1) / math.sqrt(x.size))
 
 
 def horizon(env, params: Any) -> int:

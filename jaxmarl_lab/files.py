@@ -1,7 +1,7 @@
 """Files that survive a kill and folders that one process owns: atomic writes and directory locks.
 
     atomic_write(path, lambda f: f.write(b"..."))        # temp file + fsync + os.replace
-    atomic_write_text(path, text)
+    atomic_write_text(path, text)                         # also atomic_write_json, atomic_write_csv
     with DirLock("runs/mappo", "run directory"):         # fcntl lock, holder's pid in .lock
         ...
 
@@ -12,10 +12,14 @@ complete file or the new one.
 
 from __future__ import annotations
 
+import csv
 import fcntl
+import io
+import json
+import math
 import os
 import tempfile
-from typing import BinaryIO, Callable
+from typing import Any, BinaryIO, Callable, Sequence
 
 TMP_PREFIX = ".tmp-"
 LOCK = ".lock"
@@ -52,6 +56,32 @@ def atomic_write(path: str, write: Callable[[BinaryIO], None]) -> None:
 def atomic_write_text(path: str, text: str) -> None:
     """`atomic_write` of UTF-8 text (newlines written as given)."""
     atomic_write(path, lambda f: f.write(text.encode()))
+
+
+def to_strict_json(value: Any) -> Any:
+    """`value` with every NaN or infinite float replaced by None, recursively (strict JSON has neither)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: to_strict_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_strict_json(v) for v in value]
+    return value
+
+
+def atomic_write_json(path: str, data: Any, indent: int | None = 1) -> None:
+    """`data` as strict JSON (NaN and inf written as null), atomically."""
+    atomic_write_text(path, json.dumps(to_strict_json(data), indent=indent, allow_nan=False))
+
+
+def atomic_write_csv(path: str, records: Sequence[dict], columns: Sequence[str] | None = None) -> None:
+    """Records as CSV (columns: `columns`, else every key in order of first appearance), atomically."""
+    columns = list(columns) if columns is not None else list(dict.fromkeys(k for r in records for k in r))
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns)
+    writer.writeheader()
+    writer.writerows(records)
+    atomic_write_text(path, buffer.getvalue())
 
 
 def remove_temp_files(folder: str) -> None:
@@ -118,5 +148,6 @@ class DirLock:
         self.release()
 
 
-__all__ = ["TMP_PREFIX", "LOCK", "atomic_write", "atomic_write_text", "remove_temp_files", "describe_os_error",
+__all__ = ["TMP_PREFIX", "LOCK", "atomic_write", "atomic_write_text", "atomic_write_json", "atomic_write_csv",
+           "to_strict_json", "remove_temp_files", "describe_os_error",
            "LockedError", "DirLock"]

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from jaxmarl_lab.config import write_json_atomic
+from jaxmarl_lab.files import atomic_write_json
 
 
 def task_name(result: dict) -> str:
@@ -116,4 +116,4 @@ def _numbers(values: Any) -> bool:
 def write_marl_eval(path: str, data: dict) -> None:
     """Checks `data` and writes it to `path` atomically (temporary file + rename)."""
     check_marl_eval(data)
-    write_json_atomic(path, data)
+    atomic_write_json(path, data)

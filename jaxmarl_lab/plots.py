@@ -14,9 +14,9 @@ import os
 import numpy as np
 
 from jaxmarl_lab.config import load_run_config
-from jaxmarl_lab.evaluation import t_quantile_975
 from jaxmarl_lab.files import atomic_write
 from jaxmarl_lab.rundir import CONFIG, CURVE, METRICS, read_metrics
+from jaxmarl_lab.stats import t_quantile_975
 
 
 def curve_band(returns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

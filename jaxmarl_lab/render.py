@@ -26,6 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxmarl_lab.files import atomic_write
 from jaxmarl_lab.testing import random_actions
 from jaxmarl_lab.types import EnvSpec, TimeStep
 
@@ -259,7 +260,8 @@ def write_episode(frames: list[np.ndarray], out_dir: str, fps: int = 4, strip_fr
     os.makedirs(out_dir, exist_ok=True)
     images = [Image.fromarray(f) for f in frames]
     gif = os.path.join(out_dir, "episode.gif")
-    images[0].save(gif, save_all=True, append_images=images[1:], duration=max(1, 1000 // fps), loop=0)
+    atomic_write(gif, lambda f: images[0].save(f, format="GIF", save_all=True, append_images=images[1:],
+                                                duration=max(1, 1000 // fps), loop=0))
     chosen = strip_indices(len(images), strip_frames)
     gap = 4
     width = sum(images[i].width for i in chosen) + gap * (len(chosen) - 1)
@@ -269,7 +271,7 @@ def write_episode(frames: list[np.ndarray], out_dir: str, fps: int = 4, strip_fr
         strip.paste(images[i], (x, 0))
         x += images[i].width + gap
     strip_path = os.path.join(out_dir, "episode_strip.png")
-    strip.save(strip_path)
+    atomic_write(strip_path, lambda f: strip.save(f, format="PNG"))
     return {"gif": gif, "strip": strip_path, "strip_indices": chosen}
 
 

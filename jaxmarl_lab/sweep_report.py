@@ -18,8 +18,6 @@ the permissions of a plain `open`):
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import math
 import os
@@ -27,37 +25,20 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from jaxmarl_lab.config import RunConfig, save_run_config, write_json_atomic
-from jaxmarl_lab.files import LOCK, DirLock, atomic_write, atomic_write_text, remove_temp_files
+from jaxmarl_lab.config import RunConfig, save_run_config
+from jaxmarl_lab.files import (
+    LOCK,
+    DirLock,
+    atomic_write,
+    atomic_write_csv,
+    atomic_write_json,
+    remove_temp_files,
+    to_strict_json,
+)
 from jaxmarl_lab.interrupts import critical
+from jaxmarl_lab.stats import CI_LEVEL, NUM_BOOTSTRAP, bootstrap_iqm_ci
 
-NUM_BOOTSTRAP = 2000
-CI_LEVEL = 0.95
 METRIC = "final_return"
-
-
-def iqm(values: np.ndarray, axis: int = -1) -> np.ndarray:
-    """Interquartile mean: the mean after dropping `floor(n / 4)` values from each end (as
-    `scipy.stats.trim_mean(x, 0.25)`); `values` must be NaN-free."""
-    x = np.sort(np.asarray(values, np.float64), axis=axis)
-    n = x.shape[axis]
-    cut = int(0.25 * n)
-    return np.take(x, np.arange(cut, n - cut), axis=axis).mean(axis=axis)
-
-
-def bootstrap_iqm_ci(values: Sequence[float], num_bootstrap: int = NUM_BOOTSTRAP, level: float = CI_LEVEL,
-                     rng: np.random.Generator | int = 0) -> tuple[float, float, float]:
-    """`(IQM, CI low, CI high)` of a sample; seeds resampled with replacement (percentile
-    bootstrap). NaN values are dropped; all NaN for an empty sample, a point CI for one value."""
-    x = np.asarray(values, np.float64)
-    x = x[np.isfinite(x)]
-    if x.size == 0:
-        return math.nan, math.nan, math.nan
-    rng = np.random.default_rng(rng)
-    stats = iqm(x[rng.integers(0, x.size, size=(num_bootstrap, x.size))], axis=1)
-    tail = 50.0 * (1.0 - level)
-    low, high = np.percentile(stats, [tail, 100.0 - tail])
-    return float(iqm(x)), float(low), float(high)
 
 
 def rank_points(rows: list[dict], keys: list[str], metric: str = METRIC) -> list[dict]:
@@ -83,37 +64,16 @@ def rank_points(rows: list[dict], keys: list[str], metric: str = METRIC) -> list
     return records
 
 
-def _clean(value: Any) -> Any:
-    """NaN / inf -> None (strict JSON)."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_clean(v) for v in value]
-    return value
-
-
-def write_csv_atomic(path: str, records: list[dict]) -> None:
-    """Records as CSV; columns in order of first appearance."""
-    columns = list(dict.fromkeys(k for r in records for k in r))
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns)
-    writer.writeheader()
-    writer.writerows(records)
-    atomic_write_text(path, buffer.getvalue())
-
-
 def write_partial(out_dir: str, spec, rows: list[dict], complete: bool, extra: dict | None = None) -> dict:
     """results.json and results.csv with the rows so far (a signal never separates the two);
     returns their paths."""
     paths = {"json": os.path.join(out_dir, "results.json"), "csv": os.path.join(out_dir, "results.csv")}
     rows = sorted(rows, key=lambda r: (r["point"], r["seed_index"]))
-    data = _clean({"fingerprint": spec.fingerprint(), "complete": complete, "sweep": spec.to_dict(), "rows": rows,
+    data = to_strict_json({"fingerprint": spec.fingerprint(), "complete": complete, "sweep": spec.to_dict(), "rows": rows,
                    **(extra or {})})
     with critical():
-        write_json_atomic(paths["json"], data)
-        write_csv_atomic(paths["csv"], rows)
+        atomic_write_json(paths["json"], data)
+        atomic_write_csv(paths["csv"], rows)
     return paths
 
 
@@ -302,7 +262,7 @@ def write_outputs(out_dir: str, spec, dims, rows: list[dict], ranking: list[dict
     """
     paths = {"json": os.path.join(out_dir, "results.json"), "csv": os.path.join(out_dir, "results.csv"),
              "ranking": os.path.join(out_dir, "ranking.csv")}
-    write_csv_atomic(paths["ranking"], ranking)
+    atomic_write_csv(paths["ranking"], ranking)
     if best is not None:
         paths["best_config"] = os.path.join(out_dir, "best_config.json")
         save_run_config(best, paths["best_config"])

@@ -32,8 +32,8 @@ import numpy as np
 
 from jaxmarl_lab import memory, plots
 from jaxmarl_lab.checkpoint import config_hash, load_checkpoint, read_meta, save_checkpoint
-from jaxmarl_lab.config import Built, RunConfig, build, load_run_config, save_run_config, seed_keys, write_json_atomic
-from jaxmarl_lab.files import DirLock, atomic_write_text, describe_os_error, remove_temp_files
+from jaxmarl_lab.config import Built, RunConfig, build, load_run_config, save_run_config, seed_keys
+from jaxmarl_lab.files import DirLock, atomic_write_json, atomic_write_text, describe_os_error, remove_temp_files
 from jaxmarl_lab.interrupts import critical
 from jaxmarl_lab.rundir import CHECKPOINT, CONFIG, METRICS, TRAIN, open_run_dir, read_metrics, trim_metrics
 from jaxmarl_lab.runner import RunnerState, make_runner
@@ -185,7 +185,7 @@ def train_run(run: RunConfig, run_dir: str, *, chunk_updates: int | None = None,
         lock = open_run_dir(run_dir, overwrite)
         try:
             save_run_config(run, os.path.join(run_dir, CONFIG))
-            write_json_atomic(os.path.join(run_dir, TRAIN), {"chunk_updates": k})
+            atomic_write_json(os.path.join(run_dir, TRAIN), {"chunk_updates": k})
             atomic_write_text(os.path.join(run_dir, METRICS), "")
         except BaseException:
             lock.release()

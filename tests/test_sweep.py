@@ -21,6 +21,7 @@ import pytest
 from scipy import stats
 
 from jaxmarl_lab import cli, sweep, sweep_report
+from jaxmarl_lab import stats as lab_stats
 from jaxmarl_lab.config import RunConfig, build, load_run_config
 from jaxmarl_lab.learners import ValueHParams
 from jaxmarl_lab.runner import make_train
@@ -107,12 +108,12 @@ def test_iqm_and_bootstrap_against_scipy():
     rng = np.random.default_rng(0)
     for n in range(1, 10):
         x = rng.normal(size=n)
-        assert math.isclose(sweep_report.iqm(x), stats.trim_mean(x, 0.25), rel_tol=1e-12)
+        assert math.isclose(lab_stats.iqm(x), stats.trim_mean(x, 0.25), rel_tol=1e-12)
     x = np.array([0.0, 1.0, 2.0, 100.0])
-    assert sweep_report.iqm(x) == 1.5  # the outlier and the minimum are trimmed
-    centre, low, high = sweep_report.bootstrap_iqm_ci(rng.normal(3.0, 1.0, size=40))
+    assert lab_stats.iqm(x) == 1.5  # the outlier and the minimum are trimmed
+    centre, low, high = lab_stats.bootstrap_iqm_ci(rng.normal(3.0, 1.0, size=40))
     assert low < centre < high and low < 3.0 < high and high - low < 1.5
-    assert sweep_report.bootstrap_iqm_ci([2.0, math.nan]) == (2.0, 2.0, 2.0)
+    assert lab_stats.bootstrap_iqm_ci([2.0, math.nan]) == (2.0, 2.0, 2.0)
     rows = [{"point": p, "seed_index": s, "x": p, "final_return": v}
             for p, values in enumerate([[1, 2, 3, 4], [5, 5, 5, -50], [0, 0, 0, 0]]) for s, v in enumerate(values)]
     ranking = sweep_report.rank_points(rows, ["x"])

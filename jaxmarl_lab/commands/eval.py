@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from jaxmarl_lab.config import write_json_atomic
+from jaxmarl_lab.files import atomic_write_json
 
 EVAL_FILE = "eval.json"
 
@@ -50,7 +50,7 @@ def evaluate(args: argparse.Namespace) -> int:
     for run_dir in args.run_dirs:
         res = evaluate_run(run_dir, args.episodes, args.seed)
         print(format_result(res), flush=True)
-        write_json_atomic(os.path.join(run_dir, EVAL_FILE), res)
+        atomic_write_json(os.path.join(run_dir, EVAL_FILE), res)
         results.append(res)
         if args.marl_eval:
             absolute.append(evaluate_run(run_dir, 10 * args.episodes, args.seed + 1))

@@ -17,17 +17,16 @@ Every file is written atomically (a temporary file, then `os.replace`).
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import json
 import math
 import os
 import warnings
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
-from jaxmarl_lab.experiments.variance_report import CI_LEVEL, NUM_BOOTSTRAP, bootstrap_ratio_ci
+from jaxmarl_lab.files import atomic_write, atomic_write_csv, atomic_write_json
+from jaxmarl_lab.stats import CI_LEVEL, NUM_BOOTSTRAP, bootstrap_mean_ci, bootstrap_ratio_ci
 
 PHASE_NAMES = {1: ("all",), 2: ("first half", "second half"), 3: ("early", "middle", "late")}
 FINAL_FRACTION = 0.1  # the final return is the mean over the last 10% of iterations (at least one)
@@ -58,21 +57,6 @@ def span_means(x: np.ndarray, start: int, end: int) -> np.ndarray:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN span is NaN, counted as invalid
         return np.nanmean(np.asarray(x, np.float64)[..., start:end], axis=-1)
-
-
-def bootstrap_mean_ci(x: np.ndarray, num_bootstrap: int = NUM_BOOTSTRAP, level: float = CI_LEVEL,
-                      rng: np.random.Generator | int = 0) -> tuple[float, float, float]:
-    """`(mean, CI low, CI high)`: the percentile bootstrap of the mean of `(S,)`; NaNs if S < 2."""
-    x = np.asarray(x, np.float64)
-    if x.ndim != 1:
-        raise ValueError(f"want a 1-d sample, got shape {x.shape}")
-    if x.size < 2:
-        return (float(x.mean()) if x.size else math.nan), math.nan, math.nan
-    rng = np.random.default_rng(rng)
-    means = x[rng.integers(0, x.size, size=(num_bootstrap, x.size))].mean(axis=1)
-    tail = 50.0 * (1.0 - level)
-    low, high = np.percentile(means, [tail, 100.0 - tail])
-    return float(x.mean()), float(low), float(high)
 
 
 def summarize_span(runs, num_agents: int, span: tuple[int, int], phase: str, steps_per_iteration: int,
@@ -183,43 +167,12 @@ def format_markdown(records: Sequence[dict[str, Any]], finals: Sequence[dict[str
     return "\n".join(lines)
 
 
-def atomic_write(path: str, write: Callable[[str], None]) -> None:
-    """Calls `write(tmp_path)`, then renames the temporary file onto `path` (atomic on POSIX)."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp-{os.getpid()}"
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
-def _strict(value):
-    """NaN/inf -> None (strict JSON), recursively."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _strict(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_strict(v) for v in value]
-    return value
-
-
 def write_csv(records: Sequence[dict[str, Any]], path: str) -> None:
-    def write(tmp):
-        with open(tmp, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=COLUMNS)
-            writer.writeheader()
-            writer.writerows(records)
-    atomic_write(path, write)
+    atomic_write_csv(path, records, COLUMNS)
 
 
 def write_json(payload: dict[str, Any], path: str) -> None:
-    def write(tmp):
-        with open(tmp, "w") as f:
-            json.dump(_strict(payload), f, indent=1, allow_nan=False)
-    atomic_write(path, write)
+    atomic_write_json(path, payload)
 
 
 def plot(records: Sequence[dict[str, Any]], curves: dict[int, dict[str, list]], path: str) -> None:
@@ -265,7 +218,7 @@ def plot(records: Sequence[dict[str, Any]], curves: dict[int, dict[str, list]], 
     axes[1, 1].set_title("returns: MAPPO solid, IPPO dashed (95% CI)", fontsize=10)
     axes[1, 1].legend(fontsize=7, ncol=2)
     fig.tight_layout()
-    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=100, format="png"))
+    atomic_write(path, lambda f: fig.savefig(f, dpi=100, format="png"))
     plt.close(fig)
 
 
@@ -282,11 +235,7 @@ def write_raw(runs_by_n: dict[int, Any], path: str) -> None:
     """The raw `CriticRuns` as `.npz`, arrays named `N<n>_<field>` of shape `(S, 2, I)`."""
     arrays = {f"N{n}_{name}": np.asarray(getattr(runs, name)) for n, runs in runs_by_n.items()
               for name in runs._fields}
-
-    def write(tmp):
-        with open(tmp, "wb") as f:  # a file object: numpy does not append ".npz" to the temporary name
-            np.savez_compressed(f, **arrays)
-    atomic_write(path, write)
+    atomic_write(path, lambda f: np.savez_compressed(f, **arrays))
 
 
 def write_outputs(runs_by_n: dict[int, Any], config, out_dir: str, extra: dict | None = None,

@@ -6,17 +6,15 @@ as NumPy arrays of shape `(S, C, ...)` (S seeds, C cells, critic axis of 2 last)
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import json
 import math
 import os
 from typing import Any, Sequence
 
 import numpy as np
 
-NUM_BOOTSTRAP = 2000
-CI_LEVEL = 0.95
+from jaxmarl_lab.files import atomic_write, atomic_write_csv, atomic_write_json
+from jaxmarl_lab.stats import CI_LEVEL, NUM_BOOTSTRAP, bootstrap_ratio_ci
 
 COLUMNS = ("num_agents", "coupling", "lr", "seeds", "valid_seeds",
            "diverged_frac_centralized", "diverged_frac_independent",
@@ -25,45 +23,6 @@ COLUMNS = ("num_agents", "coupling", "lr", "seeds", "valid_seeds",
            "outcome_var_centralized", "outcome_var_independent",
            "outcome_var_ratio", "outcome_var_ratio_ci_low", "outcome_var_ratio_ci_high",
            "mean_final_reward_centralized", "mean_final_reward_independent")
-
-
-def bootstrap_ratio_ci(numerator: np.ndarray, denominator: np.ndarray, statistic: str = "mean",
-                       num_bootstrap: int = NUM_BOOTSTRAP, level: float = CI_LEVEL,
-                       rng: np.random.Generator | int = 0) -> tuple[float, float, float]:
-    """Paired percentile bootstrap of `stat(numerator) / stat(denominator)`.
-
-    Seeds are resampled with replacement, the same resample for both samples (they are
-    paired by seed); the resamples are gathered in blocks to bound memory.
-
-    Args:
-        numerator, denominator: `(S,)` paired samples.
-        statistic: "mean" or "var" (ddof 0; it cancels in the ratio).
-
-    Returns:
-        `(ratio on the full sample, CI low, CI high)`; NaNs when fewer than 2 seeds.
-    """
-    x = np.asarray(numerator, np.float64)
-    y = np.asarray(denominator, np.float64)
-    if x.shape != y.shape or x.ndim != 1:
-        raise ValueError(f"want two paired 1-d samples, got shapes {x.shape} and {y.shape}")
-    if statistic not in ("mean", "var"):
-        raise ValueError(f"statistic must be 'mean' or 'var', got {statistic!r}")
-    n = x.size
-    if n < 2:
-        return math.nan, math.nan, math.nan
-    rng = np.random.default_rng(rng)
-    stat = np.mean if statistic == "mean" else np.var
-    block = max(1, 2_000_000 // n)
-    ratios = []
-    for start in range(0, num_bootstrap, block):
-        index = rng.integers(0, n, size=(min(block, num_bootstrap - start), n))
-        with np.errstate(divide="ignore", invalid="ignore"):  # a degenerate resample gives inf/nan
-            ratios.append(stat(x[index], axis=1) / stat(y[index], axis=1))
-    ratios = np.concatenate(ratios)
-    point = float(stat(x) / stat(y))
-    tail = 50.0 * (1.0 - level)
-    low, high = np.nanpercentile(ratios, [tail, 100.0 - tail])
-    return point, float(low), float(high)
 
 
 def summarize_cell(raw, index: int, num_agents: int, coupling: float, lr: float,
@@ -115,23 +74,15 @@ def format_table(records: Sequence[dict[str, Any]]) -> str:
 
 def write_csv(records: Sequence[dict[str, Any]], path: str) -> None:
     """The table as CSV, one row per cell, columns `COLUMNS`."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=COLUMNS)
-        writer.writeheader()
-        writer.writerows(records)
+    atomic_write_csv(path, records, COLUMNS)
 
 
 def write_json(records: Sequence[dict[str, Any]], config, path: str, extra: dict | None = None) -> None:
     """The table and the config that made it (plus `extra`, e.g. timings and the key); NaN -> null."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    nan_to_none = lambda r: {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in r.items()}
     config_dict = {k: (str(v) if isinstance(v, float) and not math.isfinite(v) else v)  # inf -> "inf"
                    for k, v in dataclasses.asdict(config).items()}
-    payload = {"config": config_dict, "bootstrap": {"resamples": NUM_BOOTSTRAP, "level": CI_LEVEL},
-               "records": [nan_to_none(r) for r in records], **(extra or {})}
-    with open(path, "w") as f:
-        json.dump(payload, f, indent=2, allow_nan=False)  # strict JSON: a ratio with no valid seed is null
+    atomic_write_json(path, {"config": config_dict, "bootstrap": {"resamples": NUM_BOOTSTRAP, "level": CI_LEVEL},
+                             "records": list(records), **(extra or {})}, indent=2)
 
 
 def plot_ratio(records: Sequence[dict[str, Any]], path: str, title: str | None = None) -> None:
@@ -157,9 +108,10 @@ def plot_ratio(records: Sequence[dict[str, Any]], path: str, title: str | None =
     ax.set_title(title or "Policy-gradient variance ratio (95% bootstrap CI)")
     ax.legend()
     fig.tight_layout()
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    try:
+        atomic_write(path, lambda f: fig.savefig(f, dpi=120, format="png"))
+    finally:
+        plt.close(fig)
 
 
 def write_outputs(records, config, out_dir: str, extra: dict | None = None, stem: str = "variance") -> dict[str, str]:
