@@ -4,7 +4,7 @@
 (3 agents, discrete), each run `--steps` env steps (default 20,000: 16 envs x 25 steps x 50
 iterations). Two ways:
 
-  sweep     `jaxmarl_lab.sweep.run_sweep`: one compile, all 256 runs vmapped, in chunks of
+  sweep     `jaxmarl_lab.sweeps.run.run_sweep`: one compile, all 256 runs vmapped, in chunks of
             `--chunk-size` runs (one device).
   separate  per point, as JaxMARL's and Mava's sweeps do: one fresh Python process per trial
             (this script with `--worker P`), which imports JAX, builds the env, learner and
@@ -35,8 +35,8 @@ import time
 import jax
 import numpy as np
 
-from jaxmarl_lab import sweep as sweeps
-from jaxmarl_lab.config import build, seed_keys
+from jaxmarl_lab.runs.config import build, seed_keys
+from jaxmarl_lab.sweeps import run as sweeps
 from jaxmarl_lab.xla_flags import add_xla_flag
 
 

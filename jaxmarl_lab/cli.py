@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"jaxmarl-lab: error: --{name.replace('_', '-')} must be an integer >= 1, got {value}",
                   file=sys.stderr)
             return 2
-    from jaxmarl_lab.files import LockedError
+    from jaxmarl_lab.runs.files import LockedError
 
     try:
         return args.func(args)

@@ -26,9 +26,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxmarl_lab.files import atomic_write
+from jaxmarl_lab.runs.files import atomic_write
 from jaxmarl_lab.testing import random_actions
 from jaxmarl_lab.types import EnvSpec, TimeStep
+from jaxmarl_lab.validation import check_positive_int
 
 RENDERABLE = ("grid-world", "particle-spread")
 AGENT_COLOURS = ((31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
@@ -287,8 +288,6 @@ def render_episode(env: Any, env_params: Any, policy: Policy, carry: Any, key: j
     Raises:
         ValueError: for an env that cannot be rendered or `steps`/`fps`/`strip_frames` < 1.
     """
-    from jaxmarl_lab.validation import check_positive_int
-
     check_renderable(env)
     steps = check_positive_int("steps", steps)
     fps = check_positive_int("fps", fps)

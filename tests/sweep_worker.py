@@ -19,7 +19,7 @@ os.environ["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={4 if MODE ==
 
 import jax  # noqa: E402
 
-from jaxmarl_lab import sweep  # noqa: E402
+from jaxmarl_lab.sweeps import run as sweep  # noqa: E402
 
 SPEC = sweep.SweepSpec.from_dict(json.loads(sys.argv[3]))
 

@@ -12,8 +12,8 @@ import pytest
 from jaxmarl_lab import envs
 from jaxmarl_lab.cli import build_parser, main
 from jaxmarl_lab.commands.train import parse_assignment
-from jaxmarl_lab.config import learner_names
-from jaxmarl_lab.marl_eval import check_marl_eval
+from jaxmarl_lab.runs.config import learner_names
+from jaxmarl_lab.runs.marl_eval import check_marl_eval
 
 # The same run as tests/test_training.py's SIGKILL test (one process compiles it once): 40 iterations.
 TINY_FLAGS = ["--learner", "iql", "--env", "grid-world", "--set", "env_kwargs.layout=lesson",

@@ -23,7 +23,7 @@ def test_qmix_custom_loop_uses_no_runner_and_learns_the_lesson():
     path = EXAMPLES / "qmix_custom_loop.py"
     imported = {node.module for node in ast.walk(ast.parse(path.read_text()))
                 if isinstance(node, ast.ImportFrom)}
-    assert not imported & {"jaxmarl_lab.runner", "jaxmarl_lab.replay", "jaxmarl_lab.training"}
+    assert not imported & {"jaxmarl_lab.runner", "jaxmarl_lab.replay", "jaxmarl_lab.runs.training"}
     result = _load("qmix_custom_loop").main(num_iterations=150, seed=0, verbose=False)
     # Untrained, the greedy policy never finishes in 50 steps: -0.01 per step per agent.
     assert result["before"] == pytest.approx(-0.50, abs=1e-5)

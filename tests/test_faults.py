@@ -19,11 +19,11 @@ import jax
 import numpy as np
 import pytest
 
-from jaxmarl_lab import checkpoint, training
 from jaxmarl_lab.cli import main
-from jaxmarl_lab.config import RunConfig, seed_keys
-from jaxmarl_lab.files import DirLock
-from jaxmarl_lab.rundir import CHECKPOINT, CONFIG, MARKER, METRICS, read_metrics
+from jaxmarl_lab.runs import checkpoint, training
+from jaxmarl_lab.runs.config import RunConfig, seed_keys
+from jaxmarl_lab.runs.files import DirLock
+from jaxmarl_lab.runs.layout import CHECKPOINT, CONFIG, MARKER, METRICS, read_metrics
 
 # 8 iterations of IQL on the lesson grid, a checkpoint after every one (compiled once per test process).
 FLAGS = ["--learner", "iql", "--env", "grid-world", "--set", "env_kwargs.layout=lesson",

@@ -140,9 +140,9 @@ def test_cli_steps_zero_is_refused(capsys):
 
 def test_cli_renders_a_trained_run_greedily(tmp_path, capsys):
     """`--run`: the rendered episode is the run's greedy policy, checked against `make_evaluate`."""
-    from jaxmarl_lab.config import RunConfig
     from jaxmarl_lab.runner import make_evaluate
-    from jaxmarl_lab.training import load_trained, train_run
+    from jaxmarl_lab.runs.config import RunConfig
+    from jaxmarl_lab.runs.training import load_trained, train_run
 
     run = RunConfig.from_dict({"env": "grid-world", "env_kwargs": {"layout": "lesson"}, "learner": "iql",
                                "config": {"hidden_dim": 8},

@@ -20,11 +20,13 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from jaxmarl_lab import cli, sweep, sweep_report
+from jaxmarl_lab import cli
 from jaxmarl_lab import stats as lab_stats
-from jaxmarl_lab.config import RunConfig, build, load_run_config
 from jaxmarl_lab.learners import ValueHParams
 from jaxmarl_lab.runner import make_train
+from jaxmarl_lab.runs.config import RunConfig, build, load_run_config
+from jaxmarl_lab.sweeps import report as sweep_report
+from jaxmarl_lab.sweeps import run as sweep
 
 BASE = {"env": "grid-world", "env_kwargs": {"layout": "lesson"}, "learner": "iql",
         "runner": {"total_env_steps": 800, "num_envs": 4, "rollout_len": 10, "buffer_capacity": 100,

@@ -23,9 +23,10 @@ import time
 
 import pytest
 
-from jaxmarl_lab import sweep, sweep_space
 from jaxmarl_lab.cli import main
-from jaxmarl_lab.files import DirLock
+from jaxmarl_lab.runs.files import DirLock
+from jaxmarl_lab.sweeps import run as sweep
+from jaxmarl_lab.sweeps import space as sweep_space
 
 # IQL on the lesson grid; 40,000 env steps make a chunk of one run last a few tenths of a second.
 BASE = {"env": "grid-world", "env_kwargs": {"layout": "lesson"}, "learner": "iql",

@@ -21,7 +21,7 @@ import jax
 import numpy as np
 import pytest
 
-from jaxmarl_lab import sweep
+from jaxmarl_lab.sweeps import run as sweep
 
 SPEC = {"env": "grid-world", "env_kwargs": {"layout": "lesson"}, "learner": "iql",
         "runner": {"total_env_steps": 800, "num_envs": 4, "rollout_len": 10, "buffer_capacity": 100,

@@ -18,13 +18,14 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from jaxmarl_lab import envs, marl_eval, training
-from jaxmarl_lab.checkpoint import config_hash, load_checkpoint, read_meta, save_checkpoint
-from jaxmarl_lab.config import RunConfig
+from jaxmarl_lab import envs
 from jaxmarl_lab.envs.rendezvous import team_reward
-from jaxmarl_lab.evaluation import episode_starts, evaluate_run, optimal_returns, summarize
-from jaxmarl_lab.plots import curve_band, plot_run_dir
 from jaxmarl_lab.runner import run_episodes
+from jaxmarl_lab.runs import marl_eval, training
+from jaxmarl_lab.runs.checkpoint import config_hash, load_checkpoint, read_meta, save_checkpoint
+from jaxmarl_lab.runs.config import RunConfig
+from jaxmarl_lab.runs.evaluation import episode_starts, evaluate_run, optimal_returns, summarize
+from jaxmarl_lab.runs.plots import curve_band, plot_run_dir
 from jaxmarl_lab.stats import mean_ci, t_quantile_975
 from jaxmarl_lab.testing import random_actions
 

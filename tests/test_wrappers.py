@@ -9,7 +9,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxmarl_lab import envs, evaluation
+from jaxmarl_lab import envs
+from jaxmarl_lab.runs import evaluation
 from jaxmarl_lab.testing import check_env, random_actions
 
 VARIANTS = [

@@ -70,8 +70,8 @@ def bench_envs(num_envs: int, num_steps: int, repeats: int, names: list[str] | N
 
 
 def bench_training(learner: str, env_name: str, iterations: int, repeats: int) -> None:
-    from jaxmarl_lab.config import RunConfig
-    from jaxmarl_lab.training import make_training
+    from jaxmarl_lab.runs.config import RunConfig
+    from jaxmarl_lab.runs.training import make_training
 
     run = RunConfig(env=env_name, env_kwargs={}, learner=learner)
     training = make_training(run)
@@ -103,7 +103,7 @@ def bench(args: argparse.Namespace) -> int:
 
 
 def add_parser(sub) -> None:
-    from jaxmarl_lab.config import learner_names
+    from jaxmarl_lab.runs.config import learner_names
 
     p = sub.add_parser("bench", help="env and training throughput on this machine",
                        description=__doc__.split("\n\n", 1)[1], formatter_class=argparse.ArgumentDefaultsHelpFormatter)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from jaxmarl_lab.files import atomic_write_json
+from jaxmarl_lab.runs.files import atomic_write_json
 
 EVAL_FILE = "eval.json"
 
@@ -40,8 +40,8 @@ def format_result(res: dict) -> str:
 
 def evaluate(args: argparse.Namespace) -> int:
     """Evaluates each run directory, writes RUN_DIR/eval.json and optionally a marl-eval file."""
-    from jaxmarl_lab import marl_eval
-    from jaxmarl_lab.evaluation import evaluate_run
+    from jaxmarl_lab.runs import marl_eval
+    from jaxmarl_lab.runs.evaluation import evaluate_run
 
     for run_dir in args.run_dirs:  # fail on a bad directory before any evaluation runs
         if not os.path.isdir(run_dir):

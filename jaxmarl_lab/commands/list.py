@@ -37,7 +37,7 @@ def describe_env(name: str) -> list[str]:
 
 def describe_learner(name: str) -> list[str]:
     """Lines describing one learner: description, actions, Config and HParams fields with defaults."""
-    from jaxmarl_lab.config import LEARNERS
+    from jaxmarl_lab.runs.config import LEARNERS
 
     entry = LEARNERS[name]
     config = [f"{f.name}={f.default!r}" for f in dataclasses.fields(entry.config_cls)]
@@ -55,8 +55,8 @@ def describe_learner(name: str) -> list[str]:
 
 def list_all(args: argparse.Namespace) -> int:
     """Prints the registered environments and learners with their options."""
-    from jaxmarl_lab.config import learner_names
     from jaxmarl_lab.runner import RunnerConfig
+    from jaxmarl_lab.runs.config import learner_names
 
     what = args.what
     if what in ("all", "envs"):

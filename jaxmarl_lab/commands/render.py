@@ -35,7 +35,7 @@ def _make_env(name: str, kwargs_json: str):
 
 def _trained(args: argparse.Namespace):
     """`(env, params, policy, carry, label)` of seed `--seed-index` of the run in `--run`."""
-    from jaxmarl_lab.training import load_trained
+    from jaxmarl_lab.runs.training import load_trained
 
     built, run, learner_state = load_trained(args.run, args.seed_index)
     if args.env is not None and args.env != run.env:

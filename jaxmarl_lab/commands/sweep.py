@@ -38,15 +38,15 @@ def sweep(args: argparse.Namespace) -> int:
 
     SIGINT (Ctrl-C) or SIGTERM at any moment ends the process with exit status 130 / 143 and
     one line saying how many runs are saved; every file under `--out` is complete, and the
-    same command resumes (see `jaxmarl_lab.interrupts`).
+    same command resumes (see `jaxmarl_lab.runs.interrupts`).
     """
     if args.cpu_devices is not None:
         # Host devices must be set before JAX's backend starts; it only matters on a CPU.
         os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
                                    f" --xla_force_host_platform_device_count={args.cpu_devices}").strip()
-    from jaxmarl_lab import sweep as sweeps
-    from jaxmarl_lab import sweep_report
-    from jaxmarl_lab.interrupts import exit_on_signal
+    from jaxmarl_lab.runs.interrupts import exit_on_signal
+    from jaxmarl_lab.sweeps import report as sweep_report
+    from jaxmarl_lab.sweeps import run as sweeps
 
     budget = check_memory_budget(args.memory_budget_mb)
     spec = sweeps.load_sweep(args.config)
@@ -81,7 +81,7 @@ def add_parser(sub) -> None:
     p = sub.add_parser("sweep", help="hyperparameter sweep: points x seeds as one program, over devices and hosts",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
                        description="Reads a sweep file (a run config's keys plus 'search', 'mode', 'num_samples'; "
-                                   "see jaxmarl_lab.sweep) and writes results.{csv,json}, ranking.csv, "
+                                   "see jaxmarl_lab.sweeps.run) and writes results.{csv,json}, ranking.csv, "
                                    "best_config.json and sweep.png under --out. Rerun to resume; Ctrl-C keeps "
                                    "every finished chunk.")
     p.add_argument("--config", required=True, help="sweep file (.json or .toml)")

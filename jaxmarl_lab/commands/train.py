@@ -13,7 +13,7 @@ import json
 import os
 import sys
 
-from jaxmarl_lab.config import LEARNERS, RunConfig, build, learner_names, load_run_config
+from jaxmarl_lab.runs.config import LEARNERS, RunConfig, build, learner_names, load_run_config
 from jaxmarl_lab.validation import check_number
 
 SECTIONS = ("env_kwargs", "env_params", "config", "hparams", "runner")
@@ -67,11 +67,11 @@ def train(args: argparse.Namespace) -> int:
     """Trains (or resumes) a run; prints a summary and where the results are.
 
     SIGINT (Ctrl-C) or SIGTERM at any moment ends the process with the resume line and exit
-    status 130 / 143; the last checkpoint is complete (see `jaxmarl_lab.interrupts`).
+    status 130 / 143; the last checkpoint is complete (see `jaxmarl_lab.runs.interrupts`).
     """
-    from jaxmarl_lab import training
-    from jaxmarl_lab.interrupts import exit_on_signal
-    from jaxmarl_lab.rundir import CONFIG
+    from jaxmarl_lab.runs import training
+    from jaxmarl_lab.runs.interrupts import exit_on_signal
+    from jaxmarl_lab.runs.layout import CONFIG
 
     if args.resume:
         given = [f"--{name.replace('_', '-')}" for name in _RUN_FLAGS if getattr(args, name) not in (None, False)]

@@ -25,7 +25,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from jaxmarl_lab.files import atomic_write, atomic_write_csv, atomic_write_json
+from jaxmarl_lab.experiments.critic_training import CriticRuns
+from jaxmarl_lab.runs.files import atomic_write, atomic_write_csv, atomic_write_json
 from jaxmarl_lab.stats import CI_LEVEL, NUM_BOOTSTRAP, bootstrap_mean_ci, bootstrap_ratio_ci
 
 PHASE_NAMES = {1: ("all",), 2: ("first half", "second half"), 3: ("early", "middle", "late")}
@@ -224,8 +225,6 @@ def plot(records: Sequence[dict[str, Any]], curves: dict[int, dict[str, list]], 
 
 def load_raw(path: str) -> dict[int, Any]:
     """The `{N: CriticRuns}` that `write_raw` saved (NumPy arrays)."""
-    from jaxmarl_lab.experiments.critic_training import CriticRuns
-
     with np.load(path) as data:
         agents = sorted({int(name.split("_")[0][1:]) for name in data.files})
         return {n: CriticRuns(*(data[f"N{n}_{field}"] for field in CriticRuns._fields)) for n in agents}

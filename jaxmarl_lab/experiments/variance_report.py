@@ -13,7 +13,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from jaxmarl_lab.files import atomic_write, atomic_write_csv, atomic_write_json
+from jaxmarl_lab.runs.files import atomic_write, atomic_write_csv, atomic_write_json
 from jaxmarl_lab.stats import CI_LEVEL, NUM_BOOTSTRAP, bootstrap_ratio_ci
 
 COLUMNS = ("num_agents", "coupling", "lr", "seeds", "valid_seeds",

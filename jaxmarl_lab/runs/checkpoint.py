@@ -23,7 +23,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from jaxmarl_lab.files import atomic_write
+from jaxmarl_lab.runs.files import atomic_write
 
 FORMAT = "jaxmarl-lab-checkpoint/1"
 

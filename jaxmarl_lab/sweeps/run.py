@@ -33,7 +33,7 @@ With the same `per_device`, results agree across device and process counts up to
 rounding (XLA fuses a multi-device program slightly differently; measured <= 2e-7 relative on
 the metrics of a 6-member IQL sweep).
 
-Parsing the file and the search space lives in `jaxmarl_lab.sweep_space` (re-exported here:
+Parsing the file and the search space lives in `jaxmarl_lab.sweeps.space` (re-exported here:
 `load_sweep`, `SweepSpec`, `parse_search`, `expand_points`, `point_run_config`).
 """
 
@@ -51,12 +51,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxmarl_lab import sweep_report
-from jaxmarl_lab.config import LEARNERS, Built, RunConfig, build, seed_keys
-from jaxmarl_lab.memory import available_bytes, member_bytes, mib
 from jaxmarl_lab.runner import make_train
-from jaxmarl_lab.sweep_space import AXIS, Dimension, SweepSpec, expand_points, parse_search, point_run_config
-from jaxmarl_lab.sweep_space import load_sweep as load_sweep  # re-exported
+from jaxmarl_lab.runs.config import LEARNERS, Built, RunConfig, build, seed_keys
+from jaxmarl_lab.runs.memory import available_bytes, member_bytes, mib
+from jaxmarl_lab.sweeps import report as sweep_report
+from jaxmarl_lab.sweeps.space import AXIS, Dimension, SweepSpec, expand_points, parse_search, point_run_config
+from jaxmarl_lab.sweeps.space import load_sweep as load_sweep  # re-exported
 
 
 class Group(NamedTuple):

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from jaxmarl_lab.files import atomic_write_json
+from jaxmarl_lab.runs.files import atomic_write_json
 
 
 def task_name(result: dict) -> str:

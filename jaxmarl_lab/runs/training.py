@@ -30,12 +30,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxmarl_lab import memory, plots
-from jaxmarl_lab.checkpoint import config_hash, load_checkpoint, read_meta, save_checkpoint
-from jaxmarl_lab.config import Built, RunConfig, build, load_run_config, save_run_config, seed_keys
-from jaxmarl_lab.files import DirLock, atomic_write_json, atomic_write_text, describe_os_error, remove_temp_files
-from jaxmarl_lab.interrupts import critical
-from jaxmarl_lab.rundir import CHECKPOINT, CONFIG, METRICS, TRAIN, open_run_dir, read_metrics, trim_metrics
+from jaxmarl_lab.runs import memory, plots
+from jaxmarl_lab.runs.checkpoint import config_hash, load_checkpoint, read_meta, save_checkpoint
+from jaxmarl_lab.runs.config import Built, RunConfig, build, load_run_config, save_run_config, seed_keys
+from jaxmarl_lab.runs.files import DirLock, atomic_write_json, atomic_write_text, describe_os_error, remove_temp_files
+from jaxmarl_lab.runs.interrupts import critical
+from jaxmarl_lab.runs.layout import CHECKPOINT, CONFIG, METRICS, TRAIN, open_run_dir, read_metrics, trim_metrics
 from jaxmarl_lab.runner import RunnerState, make_runner
 from jaxmarl_lab.validation import check_positive_int
 
@@ -158,7 +158,7 @@ def train_run(run: RunConfig, run_dir: str, *, chunk_updates: int | None = None,
         run: the run config (validated here, before anything is written or traced).
         run_dir: the run directory to create.
         chunk_updates: iterations per jitted chunk = checkpoint interval; None: about 20 chunks.
-        overwrite: replace an existing run directory (one written by `train_run`, see `rundir`).
+        overwrite: replace an existing run directory (one written by `train_run`, see `runs.layout`).
         progress: print a progress line per chunk to `stream` (default stderr).
         plot: write learning_curve.png at the end (needs matplotlib).
         memory_budget: bytes the run may use (default: the device's free memory, `memory.available_bytes`).

@@ -3,7 +3,7 @@
 Points are ranked by the interquartile mean (IQM) of `final_return` over their seeds, with
 a percentile-bootstrap 95% CI over seeds, as rliable (Agarwal et al. 2021, "Deep RL at the
 Edge of the Statistical Precipice") and marl-eval recommend. Files under the output folder,
-each written atomically (`jaxmarl_lab.files`: a `.tmp-*` file renamed over the target, with
+each written atomically (`jaxmarl_lab.runs.files`: a `.tmp-*` file renamed over the target, with
 the permissions of a plain `open`):
 
   results.json   {"fingerprint", "complete", "sweep", "rows", ["ranking", "best_config", ...]}
@@ -25,8 +25,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from jaxmarl_lab.config import RunConfig, save_run_config
-from jaxmarl_lab.files import (
+from jaxmarl_lab.runs.config import RunConfig, save_run_config
+from jaxmarl_lab.runs.files import (
     LOCK,
     DirLock,
     atomic_write,
@@ -35,7 +35,7 @@ from jaxmarl_lab.files import (
     remove_temp_files,
     to_strict_json,
 )
-from jaxmarl_lab.interrupts import critical
+from jaxmarl_lab.runs.interrupts import critical
 from jaxmarl_lab.stats import CI_LEVEL, NUM_BOOTSTRAP, bootstrap_iqm_ci
 
 METRIC = "final_return"

@@ -1,6 +1,6 @@
 """Sweep files and search spaces: what `jaxmarl-lab sweep` reads and the points it expands to.
 
-See `jaxmarl_lab.sweep` for the file format; this module parses a sweep file into a
+See `jaxmarl_lab.sweeps.run` for the file format; this module parses a sweep file into a
 `SweepSpec`, its `search` table into `Dimension`s (each resolved to a field of the learner's
 HParams, Config or RunnerConfig), and those into points, before anything is traced.
 """
@@ -16,8 +16,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from jaxmarl_lab.config import LEARNERS, RunConfig, learner_names, read_config_file
 from jaxmarl_lab.runner import RunnerConfig
+from jaxmarl_lab.runs.config import LEARNERS, RunConfig, learner_names, read_config_file
 
 SWEEP_KEYS = ("search", "mode", "num_samples", "sample_seed")
 SECTIONS = ("hparams", "config", "runner")

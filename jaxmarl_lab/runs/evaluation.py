@@ -21,8 +21,9 @@ from typing import Any
 import jax
 import numpy as np
 
-from jaxmarl_lab import memory
+from jaxmarl_lab.runs import memory
 from jaxmarl_lab.runner import make_evaluate
+from jaxmarl_lab.runs.training import load_run_state
 from jaxmarl_lab.stats import mean_ci
 from jaxmarl_lab.validation import check_positive_int
 
@@ -119,8 +120,6 @@ def evaluate_run(run_dir: str, episodes: int = 100, seed: int = 10_000, memory_b
         FileNotFoundError, ValueError: no run directory or checkpoint, or a bad one; more
             episodes than fit in memory.
     """
-    from jaxmarl_lab.training import load_run_state
-
     episodes = check_positive_int("episodes", episodes)
     built, run, state, meta = load_run_state(run_dir)
     per_episode = memory.episode_bytes(built) * run.num_seeds

@@ -13,9 +13,9 @@ import os
 
 import numpy as np
 
-from jaxmarl_lab.config import load_run_config
-from jaxmarl_lab.files import atomic_write
-from jaxmarl_lab.rundir import CONFIG, CURVE, METRICS, read_metrics
+from jaxmarl_lab.runs.config import load_run_config
+from jaxmarl_lab.runs.files import atomic_write
+from jaxmarl_lab.runs.layout import CONFIG, CURVE, METRICS, read_metrics
 from jaxmarl_lab.stats import t_quantile_975
 
 

@@ -19,7 +19,7 @@ from typing import Any, Callable, NamedTuple
 import numpy as np
 
 from jaxmarl_lab import envs
-from jaxmarl_lab.files import atomic_write_json
+from jaxmarl_lab.runs.files import atomic_write_json
 from jaxmarl_lab.learners import (
     MADDPGConfig,
     MADDPGHParams,

@@ -23,7 +23,7 @@ import json
 import os
 import time
 
-from jaxmarl_lab.files import LOCK, TMP_PREFIX, DirLock, atomic_write_text
+from jaxmarl_lab.runs.files import LOCK, TMP_PREFIX, DirLock, atomic_write_text
 
 MARKER, CONFIG, TRAIN, METRICS, CHECKPOINT, CURVE, EVAL = (
     ".jaxmarl-lab-run", "config.json", "train.json", "metrics.jsonl", "checkpoint.npz", "learning_curve.png",
