@@ -35,6 +35,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Runs one command; SIGINT / SIGTERM before a command's own handling ends with one line (exit 130 / 143)."""
+    from jaxmarl_lab.runs.interrupts import exit_on_signal  # standard library only: installed before JAX loads
+
+    with exit_on_signal("jaxmarl-lab: interrupted"):
+        return _main(argv)
+
+
+def _main(argv: list[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     for name in getattr(args, "positive", ()):
