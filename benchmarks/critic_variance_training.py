@@ -10,7 +10,11 @@ and timings) and the plot (PNG), and prints a markdown table for the README.
     python benchmarks/critic_variance_training.py                        # 32 seeds, 40k steps
     python benchmarks/critic_variance_training.py --env-steps 5000000    # on a GPU
     python benchmarks/critic_variance_training.py --num-agents 3 --seeds 8 --env-steps 20000
-    python benchmarks/critic_variance_training.py --rewrite-from-raw     # re-summarize the saved run
+    python benchmarks/critic_variance_training.py --rewrite-from-raw     # re-summarize a run's saved raw arrays
+
+The raw arrays (`critic_variance_training_raw.npz`) of the committed results are not kept in the tree;
+`git show 0a96c82:benchmarks/results/critic_variance_training/critic_variance_training_raw.npz > ...`
+restores them.
 
 On a CPU the script asks XLA for one host device per core (before importing JAX), and the
 seeds are split across them.
