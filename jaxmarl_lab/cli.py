@@ -17,7 +17,7 @@ import importlib.util
 import os
 import sys
 
-COMMANDS = ("train", "eval", "sweep", "variance", "bench", "render", "list", "demo")
+COMMANDS = ("train", "eval", "sweep", "bench", "render", "list", "demo")
 
 
 def build_parser() -> argparse.ArgumentParser:

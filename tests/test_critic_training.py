@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 
 from jaxmarl_lab import stats as lab_stats
-from jaxmarl_lab.experiments import critic_training_report as report
-from jaxmarl_lab.experiments.critic_training import (
+from studies.critic_variance import critic_training_report as report
+from studies.critic_variance.cli import main
+from studies.critic_variance.critic_training import (
     CriticRuns,
     CriticTrainingConfig,
     make_critic_runs_fn,
@@ -121,11 +122,9 @@ def test_bad_config_is_refused_with_a_clear_message(field, value, match):
 
 
 def test_cli_refuses_bad_input_before_tracing(capsys):
-    from jaxmarl_lab.cli import main
-
-    assert main(["variance", "--part", "2", "--num-agents", "1", "3"]) == 2
+    assert main(["--part", "2", "--num-agents", "1", "3"]) == 2
     assert "num_agents must be a non-empty tuple of integers >= 2" in capsys.readouterr().err
-    assert main(["variance", "--part", "2", "--seeds", "1"]) == 2
+    assert main(["--part", "2", "--seeds", "1"]) == 2
     assert "seeds must be an integer >= 2" in capsys.readouterr().err
 
 

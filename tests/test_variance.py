@@ -5,6 +5,9 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+import pathlib
+import re
+import subprocess
 import sys
 
 import jax
@@ -12,10 +15,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import jaxmarl_lab
 from jaxmarl_lab import stats as lab_stats
+from jaxmarl_lab.cli import COMMANDS
 from jaxmarl_lab.envs.rendezvous import team_reward
-from jaxmarl_lab.experiments import variance_report
-from jaxmarl_lab.experiments.variance import (
+from studies.critic_variance import variance_report
+from studies.critic_variance.cli import main
+from studies.critic_variance.variance import (
     SeedResult,
     VarianceConfig,
     cell_lr,
@@ -184,9 +190,7 @@ def test_config_validation():
 
 
 def test_writers_and_cli(tmp_path, capsys):
-    from jaxmarl_lab.cli import main
-
-    assert main(["variance", "--seeds", "12", "--steps", "15", "--out", str(tmp_path),
+    assert main(["--seeds", "12", "--steps", "15", "--out", str(tmp_path),
                  "--num-agents", "2", "4", "--couplings", "1"]) == 0
     printed = capsys.readouterr().out
     assert "N= 4 c=1" in printed
@@ -198,3 +202,19 @@ def test_writers_and_cli(tmp_path, capsys):
     assert payload["config"]["seeds"] == 12 and payload["config"]["steps"] == 15
     assert len(payload["records"]) == 2
     assert (tmp_path / "variance.png").stat().st_size > 1000
+
+
+def test_the_engine_does_not_depend_on_the_study():
+    """The study is research beside the package: `jaxmarl_lab` never imports `studies`, and the
+    former `jaxmarl-lab variance` command is the study's own `python -m studies.critic_variance`."""
+    package = pathlib.Path(jaxmarl_lab.__file__).resolve().parent
+    importing = [str(p) for p in package.rglob("*.py")
+                 if re.search(r"^\s*(from|import)\s+studies\b", p.read_text(), re.MULTILINE)]
+    assert importing == []
+    assert "variance" not in COMMANDS
+    root = package.parent
+    result = subprocess.run([sys.executable, "-m", "studies.critic_variance", "--help"], cwd=root,
+                            capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    for option in ("--part", "--seeds", "--curvature-scaled-lr", "--env-steps", "--no-value-norm"):
+        assert option in result.stdout

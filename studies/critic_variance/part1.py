@@ -1,13 +1,15 @@
-"""Speed of the full Part 1 grid of the centralized-vs-independent variance experiment.
+"""Part 1 of the critic-variance study, the full grid, timed: the run behind `results/part1/`.
 
 12 cells (N in {2, 4, 8, 16} x c in {0.25, 1, 4}) x 2 critics x 10,000 seeds x 400 steps x
 batch 32, as one jit-compiled program. Compile time is measured apart from the run (the run
 is timed on the already-compiled executable, blocking until the results are ready); the
 bootstrap summary (NumPy) is timed apart too. Runs the plain learning rate and then the
-curvature-scaled one, prints the N=4, c=1 row of each and writes the full tables.
+curvature-scaled one, prints the N=4, c=1 row of each and writes the full tables
+(`variance_plain.*`, `variance_scaled.*`: CSV, JSON with the config and timings, PNG) to
+`studies/critic_variance/results/part1/` (or `--out`). From a checkout's root:
 
-    python benchmarks/variance_speed.py                   # 10,000 seeds, both lr modes
-    python benchmarks/variance_speed.py --seeds 1000 --only plain
+    python -m studies.critic_variance.part1                   # 10,000 seeds, both lr modes
+    python -m studies.critic_variance.part1 --seeds 1000 --only plain --out runs/part1
 
 On a CPU the script asks XLA for one host device per core (before importing JAX), and the
 seeds are split across them; XLA runs the program single-threaded otherwise.
@@ -24,7 +26,7 @@ os.environ.setdefault("XLA_FLAGS", f"--xla_force_host_platform_device_count={os.
 
 import jax  # noqa: E402  (after XLA_FLAGS)
 
-from jaxmarl_lab.experiments import variance, variance_report  # noqa: E402
+from studies.critic_variance import variance, variance_report  # noqa: E402
 
 
 def run_mode(seeds: int, scaled: bool, out_dir: str, key_seed: int) -> None:
@@ -57,11 +59,11 @@ def run_mode(seeds: int, scaled: bool, out_dir: str, key_seed: int) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m studies.critic_variance.part1", description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=10_000)
     parser.add_argument("--key", type=int, default=0)
     parser.add_argument("--only", choices=("plain", "scaled"), default=None)
-    parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results", "variance"))
+    parser.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "part1"))
     args = parser.parse_args()
     print(f"jax {jax.__version__}, {len(jax.devices())} devices ({jax.devices()[0].device_kind}), "
           f"{os.cpu_count()} cores")

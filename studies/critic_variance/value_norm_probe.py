@@ -5,12 +5,12 @@ steps, 40k env steps per seed, the part-2 hyperparameters (lr 3e-3, entropy 0.01
 4 minibatches), and prints the training return, advantage std and value loss every few
 iterations, for one variant:
 
-    python benchmarks/ippo_value_norm_probe.py 6 ippo      # IPPO, value normalisation on (default)
-    python benchmarks/ippo_value_norm_probe.py 6 mappo     # MAPPO, same settings
-    python benchmarks/ippo_value_norm_probe.py 6 nonorm    # IPPO without value normalisation
-    python benchmarks/ippo_value_norm_probe.py 6 lowlr     # IPPO with lr 5e-4
-    python benchmarks/ippo_value_norm_probe.py 6 clipped   # IPPO with the clipped value loss
-    python benchmarks/ippo_value_norm_probe.py 6 gamma95   # IPPO with gamma 0.95 (part 2's default)
+    python -m studies.critic_variance.value_norm_probe 6 ippo      # IPPO, value normalisation on (default)
+    python -m studies.critic_variance.value_norm_probe 6 mappo     # MAPPO, same settings
+    python -m studies.critic_variance.value_norm_probe 6 nonorm    # IPPO without value normalisation
+    python -m studies.critic_variance.value_norm_probe 6 lowlr     # IPPO with lr 5e-4
+    python -m studies.critic_variance.value_norm_probe 6 clipped   # IPPO with the clipped value loss
+    python -m studies.critic_variance.value_norm_probe 6 gamma95   # IPPO with gamma 0.95 (part 2's default)
 
 It also prints the mean (denormalised) value estimate: under the instability it runs away
 (-700 and beyond at N = 6) from MAPPO's ~-140, while gamma 0.95 keeps both near -29.
@@ -31,7 +31,7 @@ VARIANTS = ("ippo", "mappo", "nonorm", "lowlr", "clipped", "gamma95")
 
 def main(argv: list[str]) -> None:
     if len(argv) != 2 or argv[1] not in VARIANTS:
-        sys.exit(f"usage: ippo_value_norm_probe.py N {{{','.join(VARIANTS)}}}")
+        sys.exit(f"usage: python -m studies.critic_variance.value_norm_probe N {{{','.join(VARIANTS)}}}")
     n, variant = int(argv[0]), argv[1]
     env = envs.make("particle-spread", num_agents=n)
     config = PPOConfig(hidden_dim=64, num_epochs=4, num_minibatches=4, grad_var_samples=0)

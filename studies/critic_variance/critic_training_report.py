@@ -25,9 +25,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from jaxmarl_lab.experiments.critic_training import CriticRuns
 from jaxmarl_lab.runs.files import atomic_write, atomic_write_csv, atomic_write_json
 from jaxmarl_lab.stats import CI_LEVEL, NUM_BOOTSTRAP, bootstrap_mean_ci, bootstrap_ratio_ci
+from studies.critic_variance.critic_training import CriticRuns
 
 PHASE_NAMES = {1: ("all",), 2: ("first half", "second half"), 3: ("early", "middle", "late")}
 FINAL_FRACTION = 0.1  # the final return is the mean over the last 10% of iterations (at least one)

@@ -1,7 +1,11 @@
-"""`jaxmarl-lab variance`: centralized vs independent critic, policy-gradient variance.
+"""`python -m studies.critic_variance`: centralized vs independent critic, policy-gradient variance.
 
 `--part 1` (default): the textbook REINFORCE sweep on one-step rendezvous.
 `--part 2`: MAPPO vs IPPO trained on particle-spread, the variance logged through training.
+
+Run it from a checkout's root. The options are those of the former `jaxmarl-lab variance`
+command; errors a user can fix (a bad option value, an unwritable `--out`) are one line,
+`python -m studies.critic_variance: error: ...`, and exit status 2 (`--debug` shows the traceback).
 """
 
 from __future__ import annotations
@@ -9,12 +13,17 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import sys
 import time
 
 import jax
 
 from jaxmarl_lab.xla_flags import add_xla_flag
+from studies.critic_variance import critic_training, variance_report
+from studies.critic_variance import critic_training_report as report
+from studies.critic_variance import variance as textbook
 
+PROG = "python -m studies.critic_variance"
 PART1_DEFAULTS = {"seeds": 10_000, "num_agents": [2, 4, 8, 16], "out": "runs/variance"}
 PART2_DEFAULTS = {"seeds": 32, "num_agents": [2, 3, 4, 6], "out": "runs/critic_variance_training"}
 
@@ -32,14 +41,11 @@ def variance(args: argparse.Namespace) -> int:
 
 
 def part1(args: argparse.Namespace) -> int:
-    from jaxmarl_lab.experiments import variance as experiment
-    from jaxmarl_lab.experiments import variance_report
-
-    config = experiment.VarianceConfig(num_agents=tuple(args.num_agents), couplings=tuple(args.couplings),
-                                       seeds=args.seeds, steps=args.steps,
-                                       curvature_scaled_lr=args.curvature_scaled_lr)
+    """The textbook REINFORCE sweep (`variance.run_variance_sweep`), its table and files."""
+    config = textbook.VarianceConfig(num_agents=tuple(args.num_agents), couplings=tuple(args.couplings),
+                                     seeds=args.seeds, steps=args.steps, curvature_scaled_lr=args.curvature_scaled_lr)
     start = time.perf_counter()
-    records, _ = experiment.run_variance_sweep(jax.random.key(args.key), config)
+    records, _ = textbook.run_variance_sweep(jax.random.key(args.key), config)
     seconds = time.perf_counter() - start
     print(f"{len(config.cells)} cells x 2 critics x {config.seeds} seeds x {config.steps} steps, "
           f"{'curvature-scaled' if config.curvature_scaled_lr else 'plain'} lr, {seconds:.1f} s "
@@ -52,13 +58,11 @@ def part1(args: argparse.Namespace) -> int:
 
 
 def part2(args: argparse.Namespace) -> int:
-    from jaxmarl_lab.experiments import critic_training as experiment
-    from jaxmarl_lab.experiments import critic_training_report as report
-
-    config = experiment.CriticTrainingConfig(num_agents=tuple(args.num_agents), seeds=args.seeds,
-                                             env_steps=args.env_steps, num_envs=args.num_envs,
-                                             phases=args.phases, grad_var_samples=args.grad_var_samples,
-                                             gamma=args.gamma, value_norm=args.value_norm)
+    """MAPPO vs IPPO per N, one compiled program each; files rewritten after every N."""
+    config = critic_training.CriticTrainingConfig(num_agents=tuple(args.num_agents), seeds=args.seeds,
+                                                  env_steps=args.env_steps, num_envs=args.num_envs,
+                                                  phases=args.phases, grad_var_samples=args.grad_var_samples,
+                                                  gamma=args.gamma, value_norm=args.value_norm)
     key = jax.random.key(args.key)
     print(f"MAPPO vs IPPO on particle-spread N in {config.num_agents}: {config.seeds} seeds x "
           f"{config.iterations} iterations of {config.num_envs} envs x {config.rollout_len} steps "
@@ -67,7 +71,7 @@ def part2(args: argparse.Namespace) -> int:
     runs, timing = {}, {}
     for n in config.num_agents:
         start = time.perf_counter()
-        compiled = experiment.make_critic_runs_fn(config, n).lower(key).compile()
+        compiled = critic_training.make_critic_runs_fn(config, n).lower(key).compile()
         compile_s = time.perf_counter() - start
         start = time.perf_counter()
         runs[n] = jax.tree.map(lambda x: jax.device_get(x), jax.block_until_ready(compiled(key)))
@@ -85,10 +89,12 @@ def part2(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_parser(sub) -> None:
-    p = sub.add_parser("variance", help="centralized vs independent critic: policy-gradient variance "
-                                        "(part 1: REINFORCE sweep; part 2: MAPPO vs IPPO training)",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+def build_parser() -> argparse.ArgumentParser:
+    """The study's argument parser (the options of the former `jaxmarl-lab variance`)."""
+    p = argparse.ArgumentParser(prog=PROG, description="centralized vs independent critic: policy-gradient "
+                                "variance (part 1: REINFORCE sweep; part 2: MAPPO vs IPPO training)",
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter, allow_abbrev=False)
+    p.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     p.add_argument("--part", type=int, choices=(1, 2), default=1,
                    help="1: textbook REINFORCE on rendezvous; 2: MAPPO vs IPPO on particle-spread")
     p.add_argument("--seeds", type=int, default=None, help="seeds per cell (default: 10000 part 1, 32 part 2)")
@@ -113,7 +119,37 @@ def add_parser(sub) -> None:
                     help="agent-steps per iteration for the per-sample policy-gradient variance")
     g2.add_argument("--gamma", type=float, default=0.95,
                     help="discount of both learners (at 0.99 IPPO's normalised critic diverges on "
-                         "particle-spread: see jaxmarl_lab/experiments/critic_training.py)")
+                         "particle-spread: see studies/critic_variance/critic_training.py)")
     g2.add_argument("--no-value-norm", dest="value_norm", action="store_false",
                     help="train both critics on raw value targets instead of normalised ones")
-    p.set_defaults(func=variance, positive=("steps", "env_steps", "num_envs", "phases", "grad_var_samples"))
+    return p
+
+
+POSITIVE = ("steps", "env_steps", "num_envs", "phases", "grad_var_samples")  # integer options that must be >= 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parses `argv` (default: `sys.argv[1:]`), runs the chosen part and returns the exit status."""
+    args = build_parser().parse_args(argv)
+    for name in POSITIVE:
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            print(f"{PROG}: error: --{name.replace('_', '-')} must be an integer >= 1, got {value}", file=sys.stderr)
+            return 2
+    try:
+        return variance(args)
+    except (ValueError, OSError) as e:
+        if args.debug:
+            raise
+        print(f"{PROG}: error: {_one_line(e)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"\n{PROG}: interrupted", file=sys.stderr)
+        return 130
+
+
+def _one_line(e: Exception) -> str:
+    """The message of `e`; an OSError from the system as `reason: path` instead of `[Errno 28] ...`."""
+    if isinstance(e, OSError) and e.strerror and e.errno is not None:
+        return f"{e.strerror}: {e.filename}" if e.filename else e.strerror
+    return str(e).replace("\n", " ")

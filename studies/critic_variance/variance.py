@@ -40,7 +40,7 @@ Ratios of cells with many diverged seeds are conditional on survival; read them 
 divergence fractions.
 
 Agents are padded to N_max with a mask, so every (N, c) cell, both critics and all seeds
-are one `jit`-compiled program. `jaxmarl_lab.experiments.variance_report` turns the raw
+are one `jit`-compiled program. `studies.critic_variance.variance_report` turns the raw
 numbers into the table, confidence intervals and plot.
 """
 
@@ -53,7 +53,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxmarl_lab.experiments import variance_report
+from studies.critic_variance import variance_report
 
 CENTRALIZED, INDEPENDENT = 0, 1
 CRITICS = ("centralized", "independent")

@@ -36,9 +36,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxmarl_lab import envs
-from jaxmarl_lab.experiments.variance import shard_over_seeds
 from jaxmarl_lab.learners import PPOConfig, PPOHParams, make_ippo, make_mappo
 from jaxmarl_lab.runner import RunnerConfig, make_train
+from studies.critic_variance.variance import shard_over_seeds
 
 CRITICS = ("centralized", "independent")  # MAPPO, IPPO; the order of the critic axis
 LOGGED = ("pg_variance", "advantage_std", "episode_return")
@@ -59,7 +59,7 @@ class CriticTrainingConfig:
     represent a ~100-step return it never sees whole; with value normalisation on, IPPO's
     critic then runs away on this task (value estimates drifting to -700 and beyond, the
     advantage std from 6 to over 400 within 40k steps at N = 6, while MAPPO's stays near 3:
-    `benchmarks/ippo_value_norm_probe.py`), which inflates IPPO's gradient variance for a
+    `value_norm_probe.py`), which inflates IPPO's gradient variance for a
     reason that is not the critic's conditioning. At 0.95 both critics are stable at every N.
     `env_steps` is per seed and per critic, rounded down to whole iterations of
     `num_envs * rollout_len`.
