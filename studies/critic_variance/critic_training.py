@@ -2,7 +2,7 @@
 
 Part 2 of the critic-variance experiment (Part 1, `variance.py`, is textbook REINFORCE).
 For each number of agents N, MAPPO (critic V(global state, agent id)) and IPPO (critic
-V(own observation)) train with identical hyperparameters (`benchmarks/learning_actor_critic.py`'s
+V(own observation)) train with identical hyperparameters (`studies/learning_results/actor_critic.py`'s
 PPO settings) on `particle-spread` with N agents and N landmarks. The seeds are one `vmap`;
 both critics of an N are one `jit`-compiled program (their critic inputs differ in size,
 so they run one after the other inside it); seeds are split over `jax.devices()`.
@@ -53,7 +53,7 @@ def _check_int(name: str, value, minimum: int) -> None:
 class CriticTrainingConfig:
     """Sizes, budget and hyperparameters of the experiment (validated, hashable).
 
-    The PPO settings default to those of `benchmarks/learning_actor_critic.py` except the
+    The PPO settings default to those of `studies/learning_results/actor_critic.py` except the
     discount: `gamma` defaults to 0.95, not 0.99. Particle-spread episodes always end by
     truncation after 25 steps and GAE bootstraps through it, so at gamma 0.99 the critic has to
     represent a ~100-step return it never sees whole; with value normalisation on, IPPO's

@@ -2,7 +2,7 @@
 
 For each N in `--num-agents`, MAPPO (centralized critic) and IPPO (independent critic)
 train `--seeds` paired seeds with identical PPO hyperparameters (those of
-`benchmarks/learning_actor_critic.py`) as one jit-compiled, vmapped program; the
+`studies/learning_results/actor_critic.py`) as one jit-compiled, vmapped program; the
 per-sample policy-gradient variance is logged every iteration. Compile and run times
 are measured apart. Writes the table (CSV), everything (JSON, incl. per-seed phase means
 and timings) and the plot (PNG) to `studies/critic_variance/results/part2/` (or `--out`), and

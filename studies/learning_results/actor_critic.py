@@ -13,9 +13,11 @@ Tasks (`--task`):
   lesson, grid5      grid-world lesson / 5x5 with 3 agents on 1000 fixed random layouts;
                      greedy steps to goal against the exact (BFS/A*) optimum
 
-    python benchmarks/learning_actor_critic.py                       # spread: MAPPO + IPPO 5M, MADDPG 2M
-    python benchmarks/learning_actor_critic.py --task rendezvous --steps 500000
-    python benchmarks/learning_actor_critic.py --steps 1000000 --seeds 2 --learners mappo ippo
+    python -m studies.learning_results.actor_critic                  # spread: MAPPO + IPPO 5M, MADDPG 2M
+    python -m studies.learning_results.actor_critic --task rendezvous --steps 500000
+    python -m studies.learning_results.actor_critic --steps 1000000 --seeds 2 --learners mappo ippo
+
+Run it from a checkout's root; results go to studies/learning_results/results/ (or `--json`).
 
 MAPPO and IPPO use identical hyperparameters (below); only the critic differs.
 """
@@ -26,19 +28,16 @@ import argparse
 import dataclasses
 import json
 import os
-import sys
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from learning_value_based import mean_ci, timed_jit  # noqa: E402  (a sibling script)
-
-from jaxmarl_lab import envs  # noqa: E402
-from jaxmarl_lab.baselines import make_evaluate_policy, random_policy, scripted_spread_policy  # noqa: E402
-from jaxmarl_lab.learners import PPOConfig, PPOHParams, make_ippo, make_mappo  # noqa: E402
-from jaxmarl_lab.runner import RunnerConfig, make_evaluate, make_train  # noqa: E402
+from jaxmarl_lab import envs
+from jaxmarl_lab.baselines import make_evaluate_policy, random_policy, scripted_spread_policy
+from jaxmarl_lab.learners import PPOConfig, PPOHParams, make_ippo, make_mappo
+from jaxmarl_lab.runner import RunnerConfig, make_evaluate, make_train
+from studies.learning_results.value_based import RESULTS_DIR, grid5_layouts, make_layout_evaluate, mean_ci, timed_jit
 
 PPO_CONFIG = PPOConfig(hidden_dim=64, num_epochs=4, num_minibatches=4, grad_var_samples=0)
 PPO_HPARAMS = PPOHParams(lr=3e-3, gamma=0.99, gae_lambda=0.95, clip_eps=0.2, ent_coef=0.01)
@@ -155,7 +154,6 @@ def run_rendezvous(args) -> dict:
 
 def run_grid(args, task: str) -> dict:
     """grid-world lesson (optimum 3 steps) or 5x5x3 random layouts, greedy steps against the BFS optimum."""
-    from learning_value_based import grid5_layouts, make_layout_evaluate  # noqa: E402
     if task == "lesson":
         env = envs.make("grid-world", layout="lesson")
         p = env.default_params()
@@ -208,7 +206,8 @@ def parse_overrides(parser: argparse.ArgumentParser, pairs: list[str]) -> dict:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="python -m studies.learning_results.actor_critic", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--task", default="spread", choices=sorted(TASKS))
     parser.add_argument("--learners", nargs="+", default=None, choices=["mappo", "ippo", "maddpg"],
                         help="default: every learner the task reports")
@@ -220,7 +219,7 @@ def main(argv: list[str] | None = None) -> dict:
                         help="override MAPPO/IPPO hyperparameters, e.g. --ppo gamma=0.95 ent_coef=0.005")
     parser.add_argument("--anneal-lr", action="store_true",
                         help="MAPPO/IPPO: decay lr linearly to 0 over the run (lr_anneal_steps = --steps)")
-    parser.add_argument("--json", default=None, help="default: benchmarks/results/learning_actor_critic_TASK.json")
+    parser.add_argument("--json", default=None, help="default: studies/learning_results/results/learning_actor_critic_TASK.json")
     args = parser.parse_args(argv)
     args.ppo = parse_overrides(parser, args.ppo)
     args.learners = args.learners or list(TASKS[args.task])
@@ -242,7 +241,7 @@ def main(argv: list[str] | None = None) -> dict:
     if "mean_optimal_steps" in result:
         print(f"optimum: {result['mean_optimal_steps']:.3f} steps (mean over {result['layouts']} layouts)")
     result.update(task=args.task, jax=jax.__version__, device=jax.devices()[0].device_kind)
-    path = args.json or f"benchmarks/results/learning_actor_critic_{args.task}.json"
+    path = args.json or os.path.join(RESULTS_DIR, f"learning_actor_critic_{args.task}.json")
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     with open(path, "w") as f:
         json.dump(result, f, indent=1)

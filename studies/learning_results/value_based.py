@@ -19,13 +19,14 @@ Tasks:
           1000 episodes, beside a random and the scripted policy
           (`jaxmarl_lab.baselines`). Target: VDN and QMIX at -18 or better.
 
-    python benchmarks/learning_value_based.py --task all --seeds 8 --json out.json
+    python -m studies.learning_results.value_based --task all --seeds 8 --json out.json
 
-Results of each task are also written to benchmarks/results/learning_value_based_<task>.json.
+Run it from a checkout's root. Results of each task are also written to
+studies/learning_results/results/learning_value_based_<task>.json.
 The exact optimum of the grid5 layouts comes from an A* search over the solver's own
 successor function (`grid_world._successors`) with the admissible, consistent bound
 "max over agents of the Manhattan distance to goal"; it is checked against the BFS
-`grid_world.optimal_steps` on the first layouts, and cached in benchmarks/results/.
+`grid_world.optimal_steps` on the first layouts, and cached in studies/learning_results/results/.
 """
 
 from __future__ import annotations
@@ -92,7 +93,7 @@ TASKS: dict[str, TaskConfig] = {
     # at 1M (98.6% solved). The failures left were mostly joint states in which the same moves
     # kept being blocked (two agents aiming at one cell every step), which a memoryless agent
     # cannot see; with its previous action in its input (`obs_last_action`, EPyMARL's default)
-    # it can: VDN 1.079-1.100 at 1M (99.3-99.5% solved). See README.
+    # it can: VDN 1.079-1.100 at 1M (99.3-99.5% solved). See this study's README.md.
     "grid5": TaskConfig(
         "grid-world", dict(num_agents=3, height=5, width=5, layout="random", observation="egocentric",
                            obs_last_action=True),
@@ -347,15 +348,16 @@ RUNNERS = {"lesson": run_lesson, "grid5": run_grid5, "spread": run_spread}
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="python -m studies.learning_results.value_based", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--task", choices=[*RUNNERS, "all"], default="all")
     parser.add_argument("--seeds", type=int, default=8)
     parser.add_argument("--json", default=None, help="also write all results to this JSON file")
     parser.add_argument("--learners", nargs="+", choices=list(LEARNERS), default=list(LEARNERS),
-                        help="a subset replaces only those rows of benchmarks/results/<task> JSON")
+                        help="a subset replaces only those rows of the task's JSON in studies/learning_results/results/")
     parser.add_argument("--steps", type=int, default=None,
                         help="env steps per seed instead of the task's budget (a smoke run; results then "
-                             "go to --json only, not to benchmarks/results/)")
+                             "go to --json only, not to studies/learning_results/results/)")
     args = parser.parse_args(argv)
     if args.steps is not None:
         if args.steps < 1:
