@@ -49,7 +49,7 @@ class LearnerEntry(NamedTuple):
     hparams_defaults: dict = {}  # HParams fields the CLI uses unless the run config sets them
 
 
-# The settings of benchmarks/learning_actor_critic.py (measured there on particle-spread).
+# The settings of studies/learning_results/actor_critic.py (measured there on particle-spread).
 _PPO_CONFIG = {"hidden_dim": 64, "num_epochs": 4, "num_minibatches": 4, "grad_var_samples": 0}
 _PPO_HPARAMS = {"lr": 3e-3, "gamma": 0.99, "gae_lambda": 0.95, "clip_eps": 0.2, "ent_coef": 0.01}
 _VALUE_RUNNER = {"num_envs": 16, "rollout_len": 25, "buffer_capacity": 5000, "batch_size": 32,

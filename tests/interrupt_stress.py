@@ -1,7 +1,7 @@
 """Ctrl-C at random moments: how `jaxmarl-lab train` and `sweep` end when SIGINT (or SIGTERM) arrives.
 
-    python benchmarks/interrupt_stress.py --tries 27                 # train, SIGINT
-    python benchmarks/interrupt_stress.py --tries 12 --command sweep --signal TERM
+    python tests/interrupt_stress.py --tries 27                 # train, SIGINT
+    python tests/interrupt_stress.py --tries 12 --command sweep --signal TERM
 
 Each try starts the command in a fresh process on a tiny run and sends the signal after a
 delay drawn uniformly from [0, --max-delay] seconds, which spans importing JAX, building,
