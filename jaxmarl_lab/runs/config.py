@@ -19,7 +19,6 @@ from typing import Any, Callable, NamedTuple
 import numpy as np
 
 from jaxmarl_lab import envs
-from jaxmarl_lab.runs.files import atomic_write_json
 from jaxmarl_lab.learners import (
     MADDPGConfig,
     MADDPGHParams,
@@ -35,6 +34,7 @@ from jaxmarl_lab.learners import (
     make_vdn,
 )
 from jaxmarl_lab.runner import RunnerConfig
+from jaxmarl_lab.runs.files import atomic_write_json
 from jaxmarl_lab.types import Learner
 
 

@@ -21,8 +21,8 @@ from typing import Any
 import jax
 import numpy as np
 
-from jaxmarl_lab.runs import memory
 from jaxmarl_lab.runner import make_evaluate
+from jaxmarl_lab.runs import memory
 from jaxmarl_lab.runs.training import load_run_state
 from jaxmarl_lab.stats import mean_ci
 from jaxmarl_lab.validation import check_positive_int
