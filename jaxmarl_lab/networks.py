@@ -14,12 +14,18 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+#: The weights of a network: a flax variables pytree (stacked on a leading `N` axis without sharing).
+NetworkParams = Any
+
 
 class Network(NamedTuple):
-    """`init(key) -> params`; `apply(params, *inputs) -> outputs`."""
+    """A network as a pair of pure functions: `init(key) -> params`; `apply(params, *inputs) -> outputs`.
 
-    init: Callable[..., Any]
-    apply: Callable[..., Any]
+    The inputs and outputs of `apply` depend on the network; each `make_*` below documents its own.
+    """
+
+    init: Callable[[jax.Array], NetworkParams]  # key -> fresh params
+    apply: Callable[..., Any]  # (params: NetworkParams, *inputs) -> outputs; inputs per network
 
 
 ACTIVATIONS = {"relu": nn.relu, "tanh": nn.tanh}
@@ -87,13 +93,14 @@ def make_agent_network(num_agents: int, obs_dim: int, out_dim: int, hidden_dim: 
     in_dim = obs_dim + (num_agents if share_params else 0)
     ids = jnp.eye(num_agents, dtype=jnp.float32)
 
-    def init(key: jax.Array) -> Any:
+    def init(key: jax.Array) -> NetworkParams:
         dummy_h, dummy_x = jnp.zeros((hidden_dim,)), jnp.zeros((in_dim,))
         if share_params:
             return module.init(key, dummy_h, dummy_x)
         return jax.vmap(lambda k: module.init(k, dummy_h, dummy_x))(jax.random.split(key, num_agents))
 
-    def apply(params: Any, hidden: jax.Array, obs: jax.Array, first: jax.Array):
+    def apply(params: NetworkParams, hidden: jax.Array, obs: jax.Array,
+              first: jax.Array) -> tuple[jax.Array, jax.Array]:
         first = jnp.asarray(first)
         hidden = jnp.where(first.reshape(first.shape + (1, 1)), jnp.zeros_like(hidden), hidden)
         if share_params:

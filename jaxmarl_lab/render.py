@@ -20,7 +20,7 @@ centred on the origin that contains every position of the episode.
 from __future__ import annotations
 
 import os
-from typing import Any, Callable, NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -28,7 +28,7 @@ import numpy as np
 
 from jaxmarl_lab.runs.files import atomic_write
 from jaxmarl_lab.testing import random_actions
-from jaxmarl_lab.types import EnvSpec, TimeStep
+from jaxmarl_lab.types import EnvSpec, Learner, LearnerState, Policy, TimeStep
 from jaxmarl_lab.validation import check_positive_int
 
 RENDERABLE = ("grid-world", "particle-spread")
@@ -42,9 +42,6 @@ TEXT = (0, 0, 0)
 CELL_PX = 40  # grid-world cell size
 PLANE_PX = 320  # particle-spread view size
 HEADER_PX = 16  # text band above the arena
-
-Policy = Callable[[jax.Array, TimeStep, Any], tuple[jax.Array, Any]]
-
 
 class Episode(NamedTuple):
     """Positions of one rendered episode; frame 0 is the reset state."""
@@ -88,7 +85,7 @@ def random_policy(spec: EnvSpec) -> tuple[Policy, jax.Array]:
     return policy, jnp.zeros(())
 
 
-def learner_policy(learner: Any, learner_state: Any) -> tuple[Policy, jax.Array]:
+def learner_policy(learner: Learner, learner_state: LearnerState) -> tuple[Policy, jax.Array]:
     """A learner's greedy policy: `(policy(key, timestep, carry), initial carry)`."""
     def policy(key, timestep, carry):
         return learner.act(key, learner_state, timestep, carry, False)

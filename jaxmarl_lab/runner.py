@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxmarl_lab.replay import BufferState, make_buffer
-from jaxmarl_lab.types import Learner, TimeStep, Transition
+from jaxmarl_lab.types import EnvProtocol, HParams, Learner, LearnerState, Policy, TimeStep, Transition
 from jaxmarl_lab.validation import check_positive_int
 
 MAX_ENV_STEPS = 2**31 - 1  # learner states count environment steps per seed in int32
@@ -63,7 +63,7 @@ class RunnerConfig:
 
 
 class RunnerState(NamedTuple):
-    learner: Any  # the learner's state
+    learner: LearnerState  # the learner's state (NamedTuple with hparams, env_steps, updates)
     buffer: BufferState
     env_state: Any  # batched environment state
     timestep: TimeStep  # (B, ...) latest timestep
@@ -75,11 +75,11 @@ class RunnerState(NamedTuple):
 
 
 class Runner(NamedTuple):
-    init: Callable[[jax.Array, Any], RunnerState]
+    init: Callable[[jax.Array, HParams], RunnerState]
     iterate: Callable[[RunnerState], tuple[RunnerState, dict]]
 
 
-def check_learner_fits(env, learner: Learner) -> None:
+def check_learner_fits(env: EnvProtocol, learner: Learner) -> None:
     """Refuses a learner built for another environment than `env` (compares `learner.spec` with `env.spec`).
 
     Every `EnvSpec` field but `name` is compared: the sizes, the action kind and the action bounds
@@ -98,7 +98,7 @@ def check_learner_fits(env, learner: Learner) -> None:
         raise ValueError(f"learner was built for a different environment: {', '.join(diffs)}")
 
 
-def make_runner(env, learner: Learner, config: RunnerConfig, env_params: Any = None) -> Runner:
+def make_runner(env: EnvProtocol, learner: Learner, config: RunnerConfig, env_params: Any = None) -> Runner:
     """`init(key, hparams) -> RunnerState` and one training iteration `iterate(state)`.
 
     Raises:
@@ -110,7 +110,7 @@ def make_runner(env, learner: Learner, config: RunnerConfig, env_params: Any = N
     b, t = config.num_envs, config.rollout_len
     act = jax.vmap(learner.act, in_axes=(0, None, 0, 0, None))
 
-    def init(key: jax.Array, hparams: Any) -> RunnerState:
+    def init(key: jax.Array, hparams: HParams) -> RunnerState:
         key_env, key_learner, key_item, key = jax.random.split(key, 4)
         env_state, timestep = env.reset_batch(key_env, env_params, b)
         learner_state = learner.init(key_learner, hparams)
@@ -183,7 +183,8 @@ def _transition(timestep: TimeStep, first: jax.Array, actions: jax.Array, next_t
                       next_avail_actions=next_timestep.avail_actions)
 
 
-def make_train(env, learner: Learner, config: RunnerConfig, env_params: Any = None):
+def make_train(env: EnvProtocol, learner: Learner, config: RunnerConfig,
+               env_params: Any = None) -> Callable[[jax.Array, HParams], tuple[RunnerState, dict]]:
     """`train(key, hparams) -> (RunnerState, metrics)`: the whole run as one pure function.
 
     `metrics` holds one entry per iteration, each `(num_iterations,)`: episode_return
@@ -193,14 +194,14 @@ def make_train(env, learner: Learner, config: RunnerConfig, env_params: Any = No
     """
     runner = make_runner(env, learner, config, env_params)
 
-    def train(key: jax.Array, hparams: Any):
+    def train(key: jax.Array, hparams: HParams) -> tuple[RunnerState, dict]:
         state = runner.init(key, hparams)
         return jax.lax.scan(lambda s, _: runner.iterate(s), state, None, length=config.num_iterations)
 
     return train
 
 
-def run_episodes(env, policy: Callable, carry: Any, key: jax.Array, num_episodes: int, max_steps: int,
+def run_episodes(env: EnvProtocol, policy: Policy, carry: Any, key: jax.Array, num_episodes: int, max_steps: int,
                  env_params: Any) -> dict:
     """Scores the first episode of `num_episodes` environments run in parallel, in jit.
 
@@ -231,7 +232,8 @@ def run_episodes(env, policy: Callable, carry: Any, key: jax.Array, num_episodes
     return {"returns": ret, "lengths": length, "terminated": term, "finished": live == 0.0}
 
 
-def make_evaluate(env, learner: Learner, num_episodes: int, max_steps: int, env_params: Any = None):
+def make_evaluate(env: EnvProtocol, learner: Learner, num_episodes: int, max_steps: int,
+                  env_params: Any = None) -> Callable[[jax.Array, LearnerState], dict]:
     """`evaluate(key, learner_state) -> dict`: the greedy policy's first episodes, in jit.
 
     See `run_episodes` for what the dict holds.
@@ -244,7 +246,7 @@ def make_evaluate(env, learner: Learner, num_episodes: int, max_steps: int, env_
     max_steps = check_positive_int("max_steps", max_steps)
     env_params = env.default_params() if env_params is None else env_params
 
-    def evaluate(key: jax.Array, learner_state: Any) -> dict:
+    def evaluate(key: jax.Array, learner_state: LearnerState) -> dict:
         policy = lambda k, timestep, carry: learner.act(k, learner_state, timestep, carry, False)
         return run_episodes(env, policy, learner.initial_carry(), key, num_episodes, max_steps, env_params)
 

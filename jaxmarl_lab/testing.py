@@ -3,9 +3,10 @@
     from jaxmarl_lab.testing import check_env
     check_env(my_env)            # raises AssertionError with a message on failure
 
-`check_env` works on any object with the jaxmarl-lab environment API (see
-`jaxmarl_lab.envs.core.Environment`): `spec`, `default_params()`, `reset(key, params)`,
-`step(key, state, actions, params)`, and `reset_batch`/`step_batch`.
+`check_env` works on any object with the jaxmarl-lab environment API,
+`jaxmarl_lab.types.EnvProtocol` (implemented by `jaxmarl_lab.envs.core.Environment`):
+`spec`, `default_params()`, `reset(key, params)`, `step(key, state, actions, params)`, and
+`reset_batch`/`step_batch` (`batch_minor` is read if present, else taken as False).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxmarl_lab.types import EnvSpec, TimeStep
+from jaxmarl_lab.types import EnvProtocol, EnvSpec, TimeStep
 
 
 def random_actions(key: jax.Array, spec: EnvSpec, avail: jax.Array | None = None) -> jax.Array:
@@ -68,7 +69,7 @@ def _assert_trees_equal(a: Any, b: Any, what: str, atol: float = 0.0) -> None:
                                    err_msg=f"{what} differ")
 
 
-def _rollout(env: Any, key: jax.Array, params: Any, steps: int):
+def _rollout(env: EnvProtocol, key: jax.Array, params: Any, steps: int):
     """`steps` random steps of one environment under `jit(scan)`: stacked TimeSteps and states."""
 
     def body(carry, key):
@@ -84,7 +85,7 @@ def _rollout(env: Any, key: jax.Array, params: Any, steps: int):
     return first, states, timesteps, actions
 
 
-def check_env(env: Any, params: Any = None, steps: int = 128, seed: int = 0) -> None:
+def check_env(env: EnvProtocol, params: Any = None, steps: int = 128, seed: int = 0) -> None:
     """Checks an environment against the jaxmarl-lab environment contract.
 
     Covers: `TimeStep` shapes and dtypes (per environment and batched), `jit`, `vmap`
@@ -153,7 +154,7 @@ def check_env(env: Any, params: Any = None, steps: int = 128, seed: int = 0) -> 
     _check_batched(env, k_batch, params)
 
 
-def _check_batched(env: Any, key: jax.Array, params: Any, batch: int = 3, steps: int = 30) -> None:
+def _check_batched(env: EnvProtocol, key: jax.Array, params: Any, batch: int = 3, steps: int = 30) -> None:
     """`reset_batch`/`step_batch` give batch-major TimeSteps that agree with `vmap(step)`.
 
     Environments that are not batch-minor must match `vmap` exactly, states included.

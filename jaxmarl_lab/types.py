@@ -9,13 +9,17 @@ Dimension letters used in every shape comment of the project:
     H  hidden units
 
 Agents are always an array axis, never dict keys.
+
+The contracts between the parts are typed here: `EnvProtocol` (what the runner,
+`testing.check_env` and the interop adapters call on an environment), `Learner` and
+the `LearnerState` it must return, and `Policy` (one environment's acting function).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Callable, Literal, NamedTuple
+from typing import Any, Callable, Literal, NamedTuple, Protocol, TypeVar, runtime_checkable
 
 import jax
 
@@ -107,27 +111,134 @@ class Transition(NamedTuple):
         return self.terminated | self.truncated
 
 
+@runtime_checkable
+class EnvProtocol(Protocol):
+    """The environment API: what the runner, `testing.check_env` and the interop adapters use.
+
+    `envs.core.Environment` (every registered environment, and wrappers such as
+    `LastActionObs`) and `interop.JaxMARLEnv` satisfy it; `isinstance(env, EnvProtocol)`
+    checks that the members exist (not their signatures).
+
+        state, timestep = env.reset(key, params)                  # one environment
+        state, timestep = env.step(key, state, actions, params)   # auto-resets
+        state, timestep = env.reset_batch(key, params, B)         # B environments, one key
+        state, timestep = env.step_batch(key, state, actions, params)
+
+    States are opaque pytrees (create batched ones with `reset_batch`); params are a
+    pytree of (possibly traced, vmappable) numbers, `None` meaning `default_params()`.
+    """
+
+    #: True when batched states keep the batch axis last (see `envs.core`); timesteps are batch-major anyway.
+    batch_minor: bool
+
+    @property
+    def spec(self) -> EnvSpec:
+        """The static `EnvSpec`."""
+        ...
+
+    @property
+    def unwrapped(self) -> EnvProtocol:
+        """The innermost environment under any wrappers; the environment itself if unwrapped."""
+        ...
+
+    def default_params(self) -> Any:
+        """Default params (an environment may accept overrides as keyword arguments)."""
+        ...
+
+    def reset(self, key: jax.Array, params: Any = None) -> tuple[Any, TimeStep]:
+        """Starts an episode: `(state, TimeStep)`, obs `(N, O)`."""
+        ...
+
+    def step(self, key: jax.Array, state: Any, actions: jax.Array, params: Any = None) -> tuple[Any, TimeStep]:
+        """One joint action, `(N,)` int32 or `(N, D)` float32; auto-resets at an episode's end."""
+        ...
+
+    def reset_batch(self, key: jax.Array, params: Any = None, batch_size: int = 1) -> tuple[Any, TimeStep]:
+        """Starts `batch_size` episodes: a batched state and a `TimeStep` `(B, ...)`."""
+        ...
+
+    def step_batch(self, key: jax.Array, state: Any, actions: jax.Array,
+                   params: Any = None) -> tuple[Any, TimeStep]:
+        """Steps a batch: actions `(B, N)` or `(B, N, D)`, `TimeStep` `(B, ...)`."""
+        ...
+
+    def time_limit(self, params: Any) -> jax.Array:
+        """Steps after which an episode is truncated, `()` int32."""
+        ...
+
+
+#: One environment's acting function, `policy(key, timestep, carry) -> (actions, carry)`:
+#: actions `(N,)` int32 or `(N, D)` float32 for the `TimeStep` of ONE environment (vmap over
+#: environments), `carry` its recurrent state (any pytree; an empty array when it has none).
+Policy = Callable[[jax.Array, TimeStep, Any], tuple[jax.Array, Any]]
+
+#: A learner's hyperparameters: its own `<Alg>HParams` NamedTuple of scalars, traced inside
+#: the learner state. `Any` in signatures, as each learner accepts only its own class.
+HParams = Any
+
+_State = TypeVar("_State", bound="LearnerState")
+
+
+@runtime_checkable
+class LearnerState(Protocol):
+    """What every learner state provides, beyond its own parameters and optimizer states.
+
+    A learner state is a `NamedTuple` pytree (so `jit`, `vmap` over seeds or hparams, `scan`
+    and checkpointing work on it) with at least these fields, on which the runner
+    (`runner.make_runner`) and the run loop (`runs.training`) rely:
+
+    - `hparams`: the learner's `HParams`, traced scalars (a stack of them is vmapped without
+      recompiling);
+    - `env_steps`: `()` int32, environment steps acted so far; the runner advances it by
+      `B * T` after each rollout with `_replace`, and exploration and learning-rate
+      schedules read it;
+    - `updates`: `()` int32, update calls so far; `update` increments it, and
+      `runs.training` uses it to tell whether an iteration updated (its losses count).
+
+    The runner also requires every floating leaf to be a parameter it may check for NaN.
+    """
+
+    @property
+    def hparams(self) -> HParams:
+        ...
+
+    @property
+    def env_steps(self) -> jax.Array:
+        ...
+
+    @property
+    def updates(self) -> jax.Array:
+        ...
+
+    def _replace(self: _State, **fields: Any) -> _State:
+        """A copy with `fields` replaced (every NamedTuple has it)."""
+        ...
+
+
 class Learner(NamedTuple):
     """A learner as a triple of pure functions, like an optax transformation.
 
     - `init(key, hparams) -> state`: fresh learner state holding `hparams` (traced scalars).
     - `initial_carry() -> carry`: recurrent state of one environment's agents, `(N, H)`.
     - `act(key, state, timestep, carry, explore) -> (actions, carry)`: one environment's
-      joint action (vmap over environments); `explore` is a Python bool.
+      joint action, `(N,)` int32 or `(N, D)` float32 (vmap over environments); `explore`
+      is a Python bool.
     - `update(key, state, batch) -> (state, metrics)`: one learning step on a batch of
-      sequences `Transition (B, T, ...)`; the step a runner jit-compiles.
+      sequences `Transition (B, T, ...)` (the rollout itself for on-policy learners);
+      metrics are named scalars. It is the step a runner jit-compiles.
 
-    Every learner state has an `env_steps` field (environment steps acted so far; the
-    runner advances it) on which exploration schedules depend.
+    The state is a `LearnerState`: a NamedTuple with `hparams`, `env_steps` (the runner
+    advances it; exploration schedules depend on it) and `updates`. In the signatures below
+    the state *argument* is `Any`, because each learner accepts only its own state class.
 
     `spec` is the `EnvSpec` the learner was built from (every `make_<alg>` sets it); the
     runner refuses an environment whose spec differs from it. A hand-built learner may
     leave it None, and then nothing is checked.
     """
 
-    init: Callable[..., Any]
-    initial_carry: Callable[..., Any]
-    act: Callable[..., Any]
-    update: Callable[..., Any]
+    init: Callable[[jax.Array, HParams], LearnerState]
+    initial_carry: Callable[[], jax.Array]
+    act: Callable[[jax.Array, Any, TimeStep, jax.Array, bool], tuple[jax.Array, jax.Array]]
+    update: Callable[[jax.Array, Any, Transition], tuple[LearnerState, dict[str, jax.Array]]]
     on_policy: bool = False  # update takes the rollout just collected, not replayed sequences
     spec: EnvSpec | None = None  # the environment the learner was built for; None: unknown, not checked

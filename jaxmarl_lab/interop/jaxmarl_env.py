@@ -8,9 +8,10 @@
 JaxMARL environments speak in dicts keyed by agent name: `reset(key) -> (obs, state)`
 and `step(key, state, actions) -> (obs, state, rewards, dones, infos)` with one
 `dones["__all__"]` flag and an auto-reset inside `step`. `JaxMARLEnv` stacks the
-dicts along an agent axis in `env.agents` order and presents our `Environment`
-interface: `spec`, `default_params`, `reset`, `step` (auto-resetting, with
-`final_obs`/`final_global_state`), `reset_batch` and `step_batch` (vmapped).
+dicts along an agent axis in `env.agents` order and presents our environment API,
+`jaxmarl_lab.types.EnvProtocol`: `spec`, `default_params`, `reset`, `step`
+(auto-resetting, with `final_obs`/`final_global_state`), `reset_batch` and `step_batch`
+(vmapped), `time_limit` and `unwrapped`.
 
 Mapping of the episode end. JaxMARL has one `done` with no terminated/truncated split.
 An episode that ends when its length has reached `params.max_steps` (default: the
@@ -41,7 +42,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from jaxmarl_lab.types import EnvSpec, TimeStep
+from jaxmarl_lab.types import EnvProtocol, EnvSpec, TimeStep
 from jaxmarl_lab.validation import check_positive_int
 
 _NO_TIME_LIMIT = 2**30
@@ -69,7 +70,7 @@ def from_jaxmarl(env: Any, global_state_fn: Callable[[Any], jax.Array] | None = 
 
 
 class JaxMARLEnv:
-    """A JaxMARL `MultiAgentEnv` with the jaxmarl-lab environment interface.
+    """A JaxMARL `MultiAgentEnv` with the jaxmarl-lab environment interface (`EnvProtocol`).
 
     Args:
         env: the JaxMARL environment (e.g. `jaxmarl.make("MPE_simple_spread_v3")`).
@@ -145,6 +146,15 @@ class JaxMARLEnv:
         if not isinstance(max_steps, jax.core.Tracer):
             check_positive_int("max_steps", max_steps)
         return JaxMARLParams(max_steps=jnp.asarray(max_steps, jnp.int32))
+
+    def time_limit(self, params: JaxMARLParams) -> jax.Array:
+        """`params.max_steps`: an episode ending at or after this length counts as truncated."""
+        return params.max_steps
+
+    @property
+    def unwrapped(self) -> EnvProtocol:
+        """The adapter itself: it wraps a JaxMARL env, not one of ours."""
+        return self
 
     def _stack_obs(self, obs: dict) -> jax.Array:
         width = max(self._obs_dims)

@@ -31,12 +31,14 @@ from typing import Any
 import jax
 import numpy as np
 
+from jaxmarl_lab.types import EnvProtocol
 
-def to_pettingzoo(env: Any, params: Any = None, seed: int = 0, render_mode: str | None = None):
+
+def to_pettingzoo(env: EnvProtocol, params: Any = None, seed: int = 0, render_mode: str | None = None):
     """Exports `env` as a PettingZoo `ParallelEnv` (needs `pettingzoo` and `gymnasium`).
 
     Args:
-        env: a jaxmarl-lab environment (`spec`, `default_params`, `reset`, `step`).
+        env: a jaxmarl-lab environment (`EnvProtocol`; this uses `spec`, `default_params`, `reset`, `step`).
         params: env params (default `env.default_params()`).
         seed: seed of the key stream used until `reset(seed=...)` is called.
         render_mode: None or "rgb_array" (grid-world and particle-spread only).
@@ -59,7 +61,7 @@ def _parallel_env_class() -> type:
 
         metadata = {"render_modes": ["rgb_array"], "is_parallelizable": True}
 
-        def __init__(self, env: Any, params: Any, seed: int, render_mode: str | None):
+        def __init__(self, env: EnvProtocol, params: Any, seed: int, render_mode: str | None):
             if render_mode not in (None, "rgb_array"):
                 raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
             if render_mode is not None:

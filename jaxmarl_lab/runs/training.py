@@ -30,13 +30,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxmarl_lab.runner import RunnerState, make_runner
 from jaxmarl_lab.runs import memory, plots
 from jaxmarl_lab.runs.checkpoint import config_hash, load_checkpoint, read_meta, save_checkpoint
 from jaxmarl_lab.runs.config import Built, RunConfig, build, load_run_config, save_run_config, seed_keys
 from jaxmarl_lab.runs.files import DirLock, atomic_write_json, atomic_write_text, describe_os_error, remove_temp_files
 from jaxmarl_lab.runs.interrupts import critical
 from jaxmarl_lab.runs.layout import CHECKPOINT, CONFIG, METRICS, TRAIN, open_run_dir, read_metrics, trim_metrics
-from jaxmarl_lab.runner import RunnerState, make_runner
+from jaxmarl_lab.types import LearnerState
 from jaxmarl_lab.validation import check_positive_int
 
 _RUNNER_METRICS = ("episode_return", "episode_length", "episodes", "env_steps")
@@ -96,6 +97,7 @@ def _jitted_functions(built: Built) -> tuple[Callable, Callable]:
     runner = make_runner(built.env, built.learner, built.runner, built.env_params)
 
     def checked_iterate(state: RunnerState) -> tuple[RunnerState, dict]:
+        # `LearnerState.updates` tells whether the iteration updated (only then do its losses count).
         updates_before = state.learner.updates
         state, metrics = runner.iterate(state)
         updated = state.learner.updates > updates_before
@@ -250,7 +252,7 @@ def _load_state(path: str, training: Training, run: RunConfig) -> tuple[RunnerSt
     return jax.tree.map(jnp.asarray, state), meta
 
 
-def load_trained(run_dir: str, seed_index: int = 0) -> tuple[Built, RunConfig, Any]:
+def load_trained(run_dir: str, seed_index: int = 0) -> tuple[Built, RunConfig, LearnerState]:
     """`(built, run, learner_state)`: the trained learner state of one seed of a run directory.
 
     `built.learner.act(key, learner_state, timestep, carry, False)` is then the greedy
