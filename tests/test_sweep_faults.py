@@ -36,12 +36,6 @@ BASE = {"env": "grid-world", "env_kwargs": {"layout": "lesson"}, "learner": "iql
 SPEC = {**BASE, "search": {"lr": [3e-4, 1e-3, 3e-3, 1e-2]}}  # 4 points x 2 seeds = 8 runs
 ONE = {**BASE, "num_seeds": 1, "search": {"lr": [1e-3]}}  # one run, the same compiled program
 COMMAND = [sys.executable, "-m", "jaxmarl_lab.cli"]
-# The sweep command alone: `jaxmarl-lab` builds every command's parser, and building `train`'s
-# help starts JAX's backend (its epilog builds the default run), after which jax.distributed
-# refuses to start; this runs `sweep` as the full command will once that epilog is lazy.
-SWEEP_ONLY = [sys.executable, "-c", "import argparse, sys; from jaxmarl_lab.commands.sweep import add_parser; "
-              "p = argparse.ArgumentParser(); add_parser(p.add_subparsers()); a = p.parse_args(sys.argv[1:]); "
-              "sys.exit(a.func(a))"]
 FINGERPRINT = sweep.SweepSpec.from_dict(SPEC).fingerprint()
 
 
@@ -153,7 +147,7 @@ def test_the_coordinator_listens_only_on_its_address_and_sigterm_exits_143(tmp_p
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     out = str(tmp_path / "out")
-    proc = subprocess.Popen([*SWEEP_ONLY, "sweep", "--config", write_config(tmp_path), "--out", out,
+    proc = subprocess.Popen([*COMMAND, "sweep", "--config", write_config(tmp_path), "--out", out,
                              "--coordinator", f"127.0.0.1:{port}", "--num-processes", "2", "--process-id", "0",
                              "--init-timeout", "120"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
@@ -307,3 +301,12 @@ def test_a_run_larger_than_the_memory_budget_is_refused_before_compiling(tmp_pat
     with pytest.raises(ValueError, match="more than the memory budget"):
         sweep.plan_chunks(6, 2, one_member=100, budget=99)
     assert math.isclose(sweep.plan_chunks(6, 2, 100, 10**6, chunk_size=1).chunk, 2)
+
+
+def test_cpu_devices_through_the_command_really_runs_on_that_many_devices(tmp_path):
+    """Building every command's parser starts no JAX backend, so `--cpu-devices 2` takes effect."""
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    proc = subprocess.run([*COMMAND, "sweep", "--config", write_config(tmp_path, ONE), "--out", str(tmp_path / "o"),
+                           "--cpu-devices", "2"], capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert "on 2 device(s)" in proc.stderr, proc.stderr

@@ -126,11 +126,19 @@ def _epilog() -> str:
     return "\n".join(lines)
 
 
+def _help_with_epilog(p: argparse.ArgumentParser) -> str:
+    """`--help` text with the default run's settings; building them starts JAX, so a parser that
+    is only built (by every command) must not do it."""
+    p.epilog = _epilog()
+    return argparse.ArgumentParser.format_help(p)
+
+
 def add_parser(sub) -> None:
     p = sub.add_parser("train", help="train a learner in a resumable run directory",
                        description="Train a learner on an environment. Chunks of jitted updates; between "
                                    "chunks a progress line, metrics.jsonl rows and an atomic checkpoint.",
-                       epilog=_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.format_help = lambda: _help_with_epilog(p)  # the epilog builds the default run: only when help is shown
     p.add_argument("--config", metavar="FILE", help="a run config (.json or .toml; `jaxmarl-lab sweep` writes "
                                                     "its best point in this format) (default: the default run)")
     p.add_argument("--env", help="environment, one of the names in `jaxmarl-lab list` (default: particle-spread, "
