@@ -1,4 +1,4 @@
-"""Render an episode of grid-world or particle-spread as an animated GIF and a PNG strip.
+"""Render an episode of an environment as an animated GIF and a PNG strip.
 
     policy, carry = random_policy(env.spec)            # or learner_policy(learner, state)
     rollout = jax.jit(lambda key: episode_positions(env, params, policy, carry, key, steps))
@@ -11,10 +11,15 @@ The rollout is pure and runs in one `lax.scan`; it steps the env without auto-re
 so frame t shows the state after t steps of the first episode (frame 0: the reset).
 Drawing happens on the host with Pillow (pulled in by matplotlib; imported lazily).
 
-Grid-world: agent i is a disc of colour `AGENT_COLOURS[i]` in its cell; its goal is
-its cell filled with the lighter `goal_colour(i)`. Particle-spread: agents are discs
-of radius `agent_size`, landmarks small dark discs, in a square view of the plane
-centred on the origin that contains every position of the episode.
+What to draw comes from the environment's hooks (`envs.core.Environment`):
+`render_view(params)` says how, `render_positions(state)` gives the positions; an
+environment whose `render_view` is None (rendezvous) cannot be drawn. Two views:
+
+- `GridView` (grid-world): agent i is a disc of colour `AGENT_COLOURS[i]` in its cell;
+  target i (its goal) is that cell filled with the lighter `goal_colour(i)`.
+- `PlaneView` (particle-spread): agents are discs of radius `agent_radius`, targets
+  (landmarks) small dark discs, in a square view of the plane centred on the origin
+  that contains every position of the episode.
 """
 
 from __future__ import annotations
@@ -26,12 +31,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxmarl_lab import envs
+from jaxmarl_lab.envs.core import Environment, GridView, PlaneView, RenderView
 from jaxmarl_lab.runs.files import atomic_write
 from jaxmarl_lab.testing import random_actions
 from jaxmarl_lab.types import EnvSpec, Learner, LearnerState, Policy, TimeStep
 from jaxmarl_lab.validation import check_positive_int
 
-RENDERABLE = ("grid-world", "particle-spread")
 AGENT_COLOURS = ((31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
                  (140, 86, 75), (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207))
 LANDMARK_COLOUR = (64, 64, 64)
@@ -39,15 +45,15 @@ LANDMARK_RADIUS = 0.05  # mpe2's landmark size in simple_spread
 BACKGROUND = (255, 255, 255)
 GRID_LINE = (200, 200, 200)
 TEXT = (0, 0, 0)
-CELL_PX = 40  # grid-world cell size
-PLANE_PX = 320  # particle-spread view size
+CELL_PX = 40  # cell size of a GridView
+PLANE_PX = 320  # side of a PlaneView
 HEADER_PX = 16  # text band above the arena
 
 class Episode(NamedTuple):
     """Positions of one rendered episode; frame 0 is the reset state."""
 
-    agents: jax.Array  # (T+1, N, 2) float32, grid-world (row, col), particle-spread (x, y)
-    targets: jax.Array  # (T+1, L, 2) float32, goals (grid-world, L = N) or landmarks
+    agents: jax.Array  # (T+1, N, 2) float32, GridView (row, col), PlaneView (x, y)
+    targets: jax.Array  # (T+1, L, 2) float32, goals (grid-world, L = N) or landmarks (particle-spread)
     reward: jax.Array  # (T+1, N) float32, reward of the step into the frame (0 at frame 0 and after the end)
     ended: jax.Array  # (T+1,) bool, the episode ended at or before this frame
     terminated: jax.Array  # (T+1,) bool, it ended at this frame by reaching a terminal state
@@ -62,19 +68,20 @@ def goal_colour(i: int) -> tuple[int, int, int]:
     return tuple((c + 255) // 2 for c in agent_colour(i))
 
 
-def check_renderable(env: Any) -> None:
-    """Raises a ValueError unless `env` is a grid-world or particle-spread environment."""
-    name = getattr(getattr(env, "spec", None), "name", type(env).__name__)
-    if name not in RENDERABLE:
-        raise ValueError(f"cannot render {name!r}: rendering supports {', '.join(RENDERABLE)}")
+def renderable_names() -> list[str]:
+    """The registered environments that can be drawn: those whose class implements `render_view`."""
+    return [name for name in envs.registered_names()
+            if type(envs.make(name)).render_view is not Environment.render_view]
 
 
-def positions(env: Any, state: Any) -> tuple[jax.Array, jax.Array]:
-    """`(agents (N, 2), targets (L, 2))` float32 positions of one environment's state."""
-    check_renderable(env)
-    if env.spec.name == "grid-world":
-        return state.pos.astype(jnp.float32), state.goals.astype(jnp.float32)
-    return state.agent_pos.T, state.landmark_pos.T
+def check_renderable(env: Any, params: Any = None) -> RenderView:
+    """`env.render_view(params)` (default params: the env's), or a ValueError if `env` cannot be drawn."""
+    hook = getattr(env, "render_view", None)
+    view = None if hook is None else hook(env.default_params() if params is None else params)
+    if view is None:
+        name = getattr(getattr(env, "spec", None), "name", type(env).__name__)
+        raise ValueError(f"cannot render {name!r}: rendering supports {', '.join(renderable_names())}")
+    return view
 
 
 def random_policy(spec: EnvSpec) -> tuple[Policy, jax.Array]:
@@ -100,14 +107,14 @@ def episode_positions(env: Any, env_params: Any, policy: Policy, carry: Any, key
     Pure (jit it with `env`, `policy` and `steps` closed over).
 
     Args:
-        env: a grid-world or particle-spread environment.
+        env: an environment that can be drawn (`check_renderable`).
         env_params: its params.
         policy: `policy(key, timestep, carry) -> (actions, carry)` for one environment.
         carry: the policy's initial recurrent state.
         key: randomness of the reset, the policy and the env.
         steps: frames after the reset (`Episode` holds `steps + 1`).
     """
-    check_renderable(env)
+    check_renderable(env, env_params)
     key_reset, key = jax.random.split(key)
     state, timestep = env.reset(key_reset, env_params)
 
@@ -125,10 +132,10 @@ def episode_positions(env: Any, env_params: Any, policy: Policy, carry: Any, key
         reward = jnp.where(ended, 0.0, next_ts.reward)
         terminal = terminated & ~ended
         ended = ended | terminated | truncated
-        agents, targets = positions(env, state)
+        agents, targets = env.render_positions(state)
         return (state, timestep, carry, ended), (agents, targets, reward, ended, terminal)
 
-    first = positions(env, state)
+    first = env.render_positions(state)
     loop = (state, timestep, carry, jnp.zeros((), bool))
     _, (agents, targets, reward, ended, terminal) = jax.lax.scan(body, loop, jax.random.split(key, steps))
     n = env.spec.num_agents
@@ -152,18 +159,18 @@ def trim(episode: Episode) -> Episode:
 
 # ----- drawing (host side, Pillow) -------------------------------------------------------
 def grid_cell_centre(row: float, col: float) -> tuple[int, int]:
-    """Pixel `(x, y)` of the centre of grid cell `(row, col)` in a grid-world frame."""
+    """Pixel `(x, y)` of the centre of grid cell `(row, col)` in a `GridView` frame."""
     return int(col * CELL_PX + CELL_PX // 2), int(HEADER_PX + row * CELL_PX + CELL_PX // 2)
 
 
 def plane_extent(episode: Episode) -> float:
-    """Half-width of the particle-spread view: all positions of the episode, plus a margin."""
+    """Half-width of a `PlaneView`: all positions of the episode, plus a margin."""
     reach = max(float(np.abs(np.asarray(episode.agents)).max()), float(np.abs(np.asarray(episode.targets)).max()))
     return max(1.0, reach) + 0.25
 
 
 def plane_to_pixel(x: float, y: float, extent: float) -> tuple[float, float]:
-    """Pixel `(px, py)` of plane point `(x, y)` in a particle-spread frame (y points up)."""
+    """Pixel `(px, py)` of plane point `(x, y)` in a `PlaneView` frame (y points up)."""
     scale = PLANE_PX / (2.0 * extent)
     return (x + extent) * scale, HEADER_PX + (extent - y) * scale
 
@@ -194,20 +201,21 @@ def _draw_plane(draw: Any, agents: np.ndarray, landmarks: np.ndarray, agent_size
         draw.ellipse([px - radius, py - radius, px + radius, py + radius], fill=agent_colour(i))
 
 
-def _frame(env: Any, env_params: Any, agents: np.ndarray, targets: np.ndarray, title: str,
-           extent: float) -> np.ndarray:
+def _frame(view: RenderView, agents: np.ndarray, targets: np.ndarray, title: str, extent: float) -> np.ndarray:
     from PIL import Image, ImageDraw
 
-    if env.spec.name == "grid-world":
-        size = (env.width * CELL_PX + 1, HEADER_PX + env.height * CELL_PX + 1)
-    else:
+    if isinstance(view, GridView):
+        size = (view.width * CELL_PX + 1, HEADER_PX + view.height * CELL_PX + 1)
+    elif isinstance(view, PlaneView):
         size = (PLANE_PX, HEADER_PX + PLANE_PX)
+    else:
+        raise ValueError(f"render_view must return a GridView or a PlaneView, got {type(view).__name__}")
     image = Image.new("RGB", size, BACKGROUND)
     draw = ImageDraw.Draw(image)
-    if env.spec.name == "grid-world":
-        _draw_grid(draw, env.height, env.width, agents.astype(int), targets.astype(int))
+    if isinstance(view, GridView):
+        _draw_grid(draw, view.height, view.width, agents.astype(int), targets.astype(int))
     else:
-        _draw_plane(draw, agents, targets, float(env_params.agent_size), extent)
+        _draw_plane(draw, agents, targets, float(view.agent_radius), extent)
     draw.rectangle([0, 0, size[0], HEADER_PX - 1], fill=BACKGROUND)
     draw.text((2, 2), title, fill=TEXT)
     return np.asarray(image)
@@ -219,21 +227,22 @@ def draw_frames(env: Any, episode: Episode, env_params: Any) -> list[np.ndarray]
     Each frame's header reads `step t/T  return R`, R the per-agent mean reward summed
     so far (this also keeps consecutive GIF frames distinct).
     """
-    check_renderable(env)
+    view = check_renderable(env, env_params)
     episode = trim(episode)
     returns = np.cumsum(np.asarray(episode.reward).mean(axis=-1))
     extent = plane_extent(episode)
     last = len(returns) - 1
-    return [_frame(env, env_params, np.asarray(episode.agents[t]), np.asarray(episode.targets[t]),
+    return [_frame(view, np.asarray(episode.agents[t]), np.asarray(episode.targets[t]),
                    f"step {t}/{last}  return {returns[t]:.2f}", extent) for t in range(last + 1)]
 
 
 def render_state(env: Any, state: Any, env_params: Any) -> np.ndarray:
     """One `(H, W, 3)` uint8 image of a single environment's state (e.g. for PettingZoo)."""
-    agents, targets = (np.asarray(x) for x in positions(env, state))
+    view = check_renderable(env, env_params)
+    agents, targets = (np.asarray(x) for x in env.render_positions(state))
     no = np.zeros((1,), bool)
     episode = Episode(agents[None], targets[None], np.zeros((1, env.spec.num_agents)), no, no)
-    return _frame(env, env_params, agents, targets, f"step {int(state.step)}", plane_extent(episode))
+    return _frame(view, agents, targets, f"step {int(state.step)}", plane_extent(episode))
 
 
 def strip_indices(num_frames: int, max_frames: int) -> list[int]:
@@ -285,7 +294,7 @@ def render_episode(env: Any, env_params: Any, policy: Policy, carry: Any, key: j
     Raises:
         ValueError: for an env that cannot be rendered or `steps`/`fps`/`strip_frames` < 1.
     """
-    check_renderable(env)
+    check_renderable(env, env_params)
     steps = check_positive_int("steps", steps)
     fps = check_positive_int("fps", fps)
     strip_frames = check_positive_int("strip_frames", strip_frames)

@@ -1,10 +1,11 @@
 """`jaxmarl-lab bench`: quick throughput of the environments and of one training configuration.
 
-Environments: `--num-envs` copies stepped `--num-steps` times with uniformly random
-actions in one jitted `lax.scan` (compiled first, then timed `--repeats` times; the
-median is reported). Training: the default run of `--learner` on `--env` (see
-`jaxmarl-lab train --help`), one jitted chunk of `--train-iterations` iterations,
-compiled first, then timed. Numbers are env steps per second of wall time.
+Environments: the example variants of every registered environment (`envs.example_cases`),
+each `--num-envs` copies stepped `--num-steps` times with uniformly random actions in one
+jitted `lax.scan` (compiled first, then timed `--repeats` times; the median is reported).
+Training: the default run of `--learner` on `--env` (see `jaxmarl-lab train --help`), one
+jitted chunk of `--train-iterations` iterations, compiled first, then timed. Numbers are
+env steps per second of wall time.
 """
 
 from __future__ import annotations
@@ -15,9 +16,6 @@ import time
 
 import jax
 import numpy as np
-
-ENV_CASES = (("grid-world", {}), ("rendezvous", {}), ("rendezvous", {"form": "multi-step"}),
-             ("particle-spread", {}), ("particle-spread", {"continuous_actions": True}))
 
 
 def make_rollout(env, num_envs: int, num_steps: int):
@@ -60,7 +58,7 @@ def bench_envs(num_envs: int, num_steps: int, repeats: int, names: list[str] | N
     from jaxmarl_lab import envs
 
     print(f"environments: {num_envs} envs x {num_steps} steps, random actions, median of {repeats} runs")
-    for name, kwargs in ENV_CASES:
+    for name, kwargs in envs.example_cases():
         if names and name not in names:
             continue
         env = envs.make(name, **kwargs)

@@ -7,7 +7,6 @@ import time
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from jaxmarl_lab import envs
 from jaxmarl_lab.testing import random_actions
@@ -43,15 +42,12 @@ def random_policy_returns(env, key: jax.Array, num_envs: int, num_steps: int):
 
 
 def demo(args: argparse.Namespace) -> int:
-    """Rolls out each environment with random actions and prints what it finds."""
-    from jaxmarl_lab.envs import grid_world, rendezvous
-
+    """Rolls out each environment's example variants (`envs.example_cases`) with random actions and prints
+    what it finds, with the optimum where the environment describes one (`describe_optimum`)."""
     print(f"jax {jax.__version__}, devices: {[d.device_kind for d in jax.devices()]}")
     print(f"{args.num_envs} parallel environments x {args.num_steps} steps each, random actions\n")
     key = jax.random.PRNGKey(args.seed)
-    for name, kwargs in (("grid-world", {}), ("grid-world", {"layout": "lesson"}),
-                         ("rendezvous", {}), ("rendezvous", {"form": "multi-step"}),
-                         ("particle-spread", {})):
+    for name, kwargs in envs.example_cases():
         env = envs.make(name, **kwargs)
         spec = env.spec
         start = time.perf_counter()
@@ -62,14 +58,9 @@ def demo(args: argparse.Namespace) -> int:
               f"{spec.action_kind} actions of size {spec.action_size}")
         print(f"  random policy: mean per-agent return {float(mean_return):.3f} over {int(episodes)} episodes "
               f"({args.num_envs * args.num_steps / seconds:.3g} env-steps/s including compilation)")
-        if name == "grid-world" and kwargs.get("layout") == "lesson":
-            params = env.default_params()
-            steps = grid_world.optimal_steps(env.height, env.width, np.asarray(params.starts), np.asarray(params.goals))
-            print(f"  exact optimum (breadth-first search): {steps} steps, "
-                  f"return {grid_world.optimal_return(env.height, env.width, params):.3f}")
-        if name == "rendezvous" and kwargs.get("form") is None:
-            value, _ = rendezvous.one_step_optimum(env.default_params(), spec.num_agents, env.dim)
-            print(f"  closed-form optimum: team reward {value:.3f} (every agent plays the target)")
+        optimum = env.describe_optimum(env.default_params())
+        if optimum is not None:
+            print(f"  {optimum}")
     return 0
 
 

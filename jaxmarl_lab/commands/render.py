@@ -1,4 +1,5 @@
-"""`jaxmarl-lab render`: an episode of grid-world or particle-spread as a GIF and a PNG strip.
+"""`jaxmarl-lab render`: an episode of an environment that can be drawn (grid-world, particle-spread) as a GIF
+and a PNG strip.
 
     jaxmarl-lab render --env grid-world --env-kwargs '{"layout": "lesson"}' --out runs/render
     jaxmarl-lab render --run runs/qmix-lesson --out runs/render-qmix     # trained, greedy
@@ -15,11 +16,12 @@ from jaxmarl_lab import envs, render
 
 
 def _make_env(name: str, kwargs_json: str):
+    renderable = render.renderable_names()
     if name not in envs.registered_names():
         raise ValueError(f"unknown environment {name!r}; valid names: {', '.join(envs.registered_names())} "
-                         f"(render supports {', '.join(render.RENDERABLE)})")
-    if name not in render.RENDERABLE:
-        raise ValueError(f"cannot render {name!r}: render supports {', '.join(render.RENDERABLE)}")
+                         f"(render supports {', '.join(renderable)})")
+    if name not in renderable:
+        raise ValueError(f"cannot render {name!r}: render supports {', '.join(renderable)}")
     try:
         kwargs = json.loads(kwargs_json)
     except json.JSONDecodeError as e:
@@ -41,7 +43,7 @@ def _trained(args: argparse.Namespace):
     if args.env is not None and args.env != run.env:
         raise ValueError(f"--env {args.env!r} differs from the env of run {args.run!r} ({run.env!r}); "
                          f"leave --env out with --run")
-    render.check_renderable(built.env)
+    render.check_renderable(built.env, built.env_params)
     policy, carry = render.learner_policy(built.learner, learner_state)
     return built.env, built.env_params, policy, carry, f"greedy {run.learner} policy of {args.run} (seed {args.seed_index})"
 
@@ -68,10 +70,11 @@ def render_command(args: argparse.Namespace) -> int:
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("render", help="write an episode of grid-world or particle-spread as a GIF and a PNG strip",
+    p = sub.add_parser("render", help="write an episode of an environment as a GIF and a PNG strip",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--env", default=None,
-                   help=f"environment ({', '.join(render.RENDERABLE)}); default grid-world, or the run's with --run")
+                   help=f"environment ({', '.join(render.renderable_names())}); default grid-world, or the run's "
+                        f"with --run")
     p.add_argument("--env-kwargs", default="{}", help='static env options as JSON, e.g. \'{"layout": "lesson"}\'')
     p.add_argument("--policy", choices=("random",), default="random",
                    help="policy without --run (with --run: the trained greedy policy)")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from .core import Environment
+from .core import Environment, GridView, PlaneView, RenderView
 from .grid_world import GridWorld, GridWorldParams, GridWorldState
 from .particle_spread import ParticleSpread, ParticleSpreadParams, ParticleSpreadState
 from .rendezvous import Rendezvous, RendezvousParams, RendezvousState
@@ -28,6 +28,12 @@ _REGISTRY: dict[str, Callable[..., Environment]] = {
 def registered_names() -> list[str]:
     """Names accepted by `make`, sorted."""
     return sorted(_REGISTRY)
+
+
+def example_cases() -> list[tuple[str, dict[str, Any]]]:
+    """`(name, static kwargs)` of the variants each registered environment suggests showing
+    (its `example_kwargs`), in registration order; `jaxmarl-lab demo` and `bench` run them."""
+    return [(name, dict(kwargs)) for name in _REGISTRY for kwargs in make(name).example_kwargs]
 
 
 def make(name: str, obs_last_action: bool = False, **static_kwargs: Any) -> Environment:
@@ -48,7 +54,7 @@ def make(name: str, obs_last_action: bool = False, **static_kwargs: Any) -> Envi
 
 
 __all__ = [
-    "Environment", "make", "registered_names",
+    "Environment", "make", "registered_names", "example_cases", "GridView", "PlaneView", "RenderView",
     "GridWorld", "GridWorldParams", "GridWorldState",
     "ParticleSpread", "ParticleSpreadParams", "ParticleSpreadState",
     "Rendezvous", "RendezvousParams", "RendezvousState",

@@ -33,21 +33,50 @@ environment, applied inside the (jittable, vmappable) step by `Environment.sanit
 
 Actions are not validated by value in Python (they are usually traced); the shape and
 dtype are (`check_actions`).
+
+What an environment knows about itself, it provides through optional hooks with
+defaults, so that evaluation, rendering and the commands never branch on its name
+(a new environment is one file plus its registration in `envs/__init__.py`):
+
+* `optimal_returns(params, starts)`: each episode's exact optimal return, or None;
+* `describe_optimum(params)`: one line about the optimum, printed by `jaxmarl-lab demo`;
+* `render_view(params)` and `render_positions(state)`: how `jaxmarl_lab.render` draws it;
+* `example_kwargs`: the variants `jaxmarl-lab demo` and `bench` show.
 """
 
 from __future__ import annotations
 
 import abc
-from typing import Any, Callable, Generic, TypeVar
+from typing import Any, Callable, Generic, NamedTuple, TypeVar, Union
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxmarl_lab.types import EnvSpec, TimeStep
 from jaxmarl_lab.validation import check_number, check_positive_int  # noqa: F401  (re-exported for env modules)
 
 State = TypeVar("State")
 Params = TypeVar("Params")
+
+
+class GridView(NamedTuple):
+    """Draw on a `height` x `width` grid: agent i a disc in its cell `(row, col)`, target i (its goal) that
+    cell filled in agent i's lighter colour."""
+
+    height: int
+    width: int
+
+
+class PlaneView(NamedTuple):
+    """Draw in the plane: agents as discs of radius `agent_radius` at `(x, y)`, targets as small dark
+    landmark discs, in a square view centred on the origin that holds every position of the episode."""
+
+    agent_radius: Any  # () float, in plane units (read when drawing, so it may come from params)
+
+
+#: How `jaxmarl_lab.render` draws an environment (`Environment.render_view`).
+RenderView = Union[GridView, PlaneView]
 
 
 def noop_if_out_of_range(actions: jax.Array, num_actions: int, noop: int = 0) -> jax.Array:
@@ -83,6 +112,10 @@ class Environment(abc.ABC, Generic[State, Params]):
     #: True when `transition`, `observe`, `global_state` and `avail_actions` accept
     #: states with extra trailing batch axes (and actions with the batch axis last).
     batch_minor: bool = False
+
+    #: Constructor kwargs of the variants worth showing, `{}` being the default one
+    #: (`jaxmarl-lab demo` rolls each out, `jaxmarl-lab bench` times each; `envs.example_cases`).
+    example_kwargs: tuple[dict[str, Any], ...] = ({},)
 
     # ----- what an environment implements ------------------------------------------
     @property
@@ -140,6 +173,36 @@ class Environment(abc.ABC, Generic[State, Params]):
     def unwrapped(self) -> "Environment":
         """The innermost environment under any wrappers (`envs.wrappers`); itself here."""
         return self
+
+    # ----- optional hooks: what the environment knows about itself ---------------------
+    def optimal_returns(self, params: Params, starts: State) -> tuple[np.ndarray | None, str]:
+        """Each episode's exact optimal undiscounted per-agent return, and how it was found.
+
+        Args:
+            params: the episodes' params (concrete).
+            starts: the K episodes' initial states, as `reset_batch` returns them (host
+                arrays; batch axis first, or last for a batch-minor environment).
+
+        Returns:
+            `(optimum (K,) float, how)`, or `(None, why not)`. The default: none is known.
+        """
+        del params, starts
+        return None, f"no exact optimum is known for {self.spec.name}"
+
+    def describe_optimum(self, params: Params) -> str | None:
+        """One line about the optimum of episodes under `params` (`jaxmarl-lab demo`), or None (the default)."""
+        del params
+        return None
+
+    def render_view(self, params: Params) -> RenderView | None:
+        """How `jaxmarl_lab.render` draws this environment, or None if it cannot be drawn (the default)."""
+        del params
+        return None
+
+    def render_positions(self, state: State) -> tuple[jax.Array, jax.Array]:
+        """`(agents (N, 2), targets (L, 2))` float32 positions of one environment's state, in the
+        coordinates of `render_view` (jittable). Needed when `render_view` is not None."""
+        raise NotImplementedError(f"{type(self).__name__} has no render_positions")
 
     # ----- the public API ------------------------------------------------------------
     def reset(self, key: jax.Array, params: Params | None = None) -> tuple[State, TimeStep]:

@@ -33,7 +33,7 @@ from flax import struct
 from jaxmarl_lab.types import EnvSpec
 from jaxmarl_lab.validation import check_number, check_positive_int
 
-from .core import Environment, noop_if_out_of_range
+from .core import Environment, GridView, noop_if_out_of_range
 
 NUM_ACTIONS = 5
 STAY = 0  # the no-op action; out-of-range actions act as it
@@ -45,6 +45,9 @@ OBSERVATIONS = ("coords", "egocentric")
 #: leave it; both walk 3 cells without crossing, so the optimum is exactly 3 steps.
 LESSON_STARTS = ((0, 0), (0, 3))  # (N, 2) (row, col)
 LESSON_GOALS = ((0, 3), (3, 3))  # (N, 2) (row, col)
+#: Largest joint-position space (cells ** N) that `GridWorld.optimal_returns` searches per random layout
+#: (the breadth-first search is pure Python); beyond it no optimum is reported.
+LARGEST_BFS = 50_000
 
 
 @struct.dataclass
@@ -92,6 +95,7 @@ class GridWorld(Environment[GridWorldState, GridWorldParams]):
     """
 
     noop_action = STAY
+    example_kwargs = ({}, {"layout": "lesson"})
 
     def __init__(self, num_agents: int = 2, height: int = 4, width: int = 4,
                  layout: str = "random", observation: str = "coords", view_radius: int = 2):
@@ -281,6 +285,43 @@ class GridWorld(Environment[GridWorldState, GridWorldParams]):
     def global_state(self, state: GridWorldState, params: GridWorldParams) -> jax.Array:
         """All positions then all goals, flattened and scaled to [0, 1]: `(4N,)`."""
         return jnp.concatenate([self._scaled(state.pos).ravel(), self._scaled(state.goals).ravel()])
+
+    # ----- hooks: the exact optimum, drawing ---------------------------------------
+    def optimal_returns(self, params: GridWorldParams, starts: GridWorldState) -> tuple[np.ndarray | None, str]:
+        """`optimal_return` by breadth-first search: once for a fixed layout, else per episode layout
+        (each distinct one once); None when the joint positions, cells ** N, exceed `LARGEST_BFS`."""
+        num_episodes = len(np.asarray(starts.step))
+        if not bool(params.random_layout):
+            value = optimal_return(self.height, self.width, params)
+            return np.full(num_episodes, value), "breadth-first search, fixed layout"
+        if (self.height * self.width) ** self.num_agents > LARGEST_BFS:
+            return None, f"BFS over {self.height}x{self.width} with {self.num_agents} agents is too large"
+        cache: dict = {}
+        out = np.empty(num_episodes)
+        for i, (pos, goals) in enumerate(zip(np.asarray(starts.pos), np.asarray(starts.goals))):
+            layout = (pos.tobytes(), goals.tobytes())
+            if layout not in cache:
+                fixed = params.replace(random_layout=np.asarray(False), starts=pos, goals=goals)
+                cache[layout] = optimal_return(self.height, self.width, fixed)
+            out[i] = cache[layout]
+        return out, "breadth-first search per episode layout"
+
+    def describe_optimum(self, params: GridWorldParams) -> str | None:
+        """The steps and return of a fixed layout's optimum; None for random layouts (one optimum each)."""
+        if bool(params.random_layout):
+            return None
+        steps = optimal_steps(self.height, self.width, np.asarray(params.starts), np.asarray(params.goals))
+        return (f"exact optimum (breadth-first search): {steps} steps, "
+                f"return {optimal_return(self.height, self.width, params):.3f}")
+
+    def render_view(self, params: GridWorldParams) -> GridView:
+        """The grid; the targets are the agents' goals."""
+        del params
+        return GridView(self.height, self.width)
+
+    def render_positions(self, state: GridWorldState) -> tuple[jax.Array, jax.Array]:
+        """`(pos (N, 2), goals (N, 2))` as float32 `(row, col)` cells."""
+        return state.pos.astype(jnp.float32), state.goals.astype(jnp.float32)
 
 
 def _others_index(n: int) -> np.ndarray:

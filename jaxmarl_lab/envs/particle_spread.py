@@ -40,7 +40,7 @@ from flax import struct
 from jaxmarl_lab.types import EnvSpec
 from jaxmarl_lab.validation import check_number, check_positive_int
 
-from .core import Environment
+from .core import Environment, PlaneView
 
 # Discrete action -> unit force direction, as in mpe2: [no-op, left, right, down, up].
 _MOVE_X = np.array([0.0, -1.0, 1.0, 0.0, 0.0], np.float32)
@@ -86,6 +86,7 @@ class ParticleSpread(Environment[ParticleSpreadState, ParticleSpreadParams]):
 
     batch_minor = True
     noop_action = 0  # mpe2's no_action; every out-of-range discrete action acts as it
+    example_kwargs = ({}, {"continuous_actions": True})
 
     def __init__(self, num_agents: int = 3, num_landmarks: int | None = None,
                  continuous_actions: bool = False):
@@ -231,3 +232,12 @@ class ParticleSpread(Environment[ParticleSpreadState, ParticleSpreadParams]):
                        (pos[1][None, :] - pos[1][:, None])[rows, self._others])
         comm = jnp.zeros((n, _COMM_DIM * (n - 1)) + batch, jnp.float32)
         return jnp.concatenate([own, landmarks, others, comm], axis=1)
+
+    # ----- hooks: drawing (no exact optimum is known: the default `optimal_returns`) --------------
+    def render_view(self, params: ParticleSpreadParams) -> PlaneView:
+        """The plane, agents drawn with radius `params.agent_size`; the targets are the landmarks."""
+        return PlaneView(params.agent_size)
+
+    def render_positions(self, state: ParticleSpreadState) -> tuple[jax.Array, jax.Array]:
+        """`(agents (N, 2), landmarks (L, 2))` `(x, y)` positions of one environment's state."""
+        return state.agent_pos.T, state.landmark_pos.T

@@ -78,7 +78,7 @@ class RendezvousState:
 
 
 class Rendezvous(Environment[RendezvousState, RendezvousParams]):
-    """N agents meeting at a target; see the module docstring.
+    """N agents meeting at a target; see the module docstring. Not drawn by `jaxmarl_lab.render`.
 
     Args:
         num_agents: N >= 1.
@@ -90,6 +90,8 @@ class Rendezvous(Environment[RendezvousState, RendezvousParams]):
     Raises:
         ValueError: naming the bad argument, its value and what is allowed.
     """
+
+    example_kwargs = ({}, {"form": "multi-step"})
 
     def __init__(self, num_agents: int = 4, form: str = "one-step", dim: int | None = None):
         self.num_agents = check_positive_int("num_agents", num_agents)
@@ -195,6 +197,23 @@ class Rendezvous(Environment[RendezvousState, RendezvousParams]):
         target = jnp.full((self.dim,), params.target, jnp.float32)
         time_left = self._time_left(state, params)[None]
         return jnp.concatenate([state.pos.reshape(-1), target, time_left]).astype(jnp.float32)
+
+    # ----- hooks: the exact optimum ------------------------------------------------
+    def optimal_returns(self, params: RendezvousParams, starts: RendezvousState) -> tuple[np.ndarray, str]:
+        """The closed form: `one_step_optimum` (one-step, every episode alike) or `optimal_return`
+        from each episode's start positions (multi-step)."""
+        if self.one_step:
+            value, _ = one_step_optimum(params, self.num_agents, self.dim, self.spec.action_low, self.spec.action_high)
+            return np.full(len(np.asarray(starts.step)), value), "closed form (one-step)"
+        return (np.array([optimal_return(params, start).ret for start in np.asarray(starts.pos)]),
+                "closed form from each episode's start")
+
+    def describe_optimum(self, params: RendezvousParams) -> str | None:
+        """The one-step optimum; None for multi-step (it depends on each episode's start)."""
+        if not self.one_step:
+            return None
+        value, _ = one_step_optimum(params, self.num_agents, self.dim)
+        return f"closed-form optimum: team reward {value:.3f} (every agent plays the target)"
 
 
 # ----- closed-form optima (NumPy, float64) ---------------------------------------------

@@ -19,11 +19,12 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import struct
 
 from jaxmarl_lab.types import EnvSpec
 
-from .core import Environment
+from .core import Environment, RenderView
 
 
 @struct.dataclass
@@ -49,9 +50,10 @@ class LastActionObs(Environment):
 
     Discrete actions are appended one-hot (all zeros at an episode's first step);
     continuous ones as their `D` values (zeros at the first step). The global state,
-    rewards, available actions and time limit are the inner environment's. Static
-    attributes not defined here (`num_agents`, `height`, ...) are read from the inner
-    environment; `unwrapped` is the innermost one.
+    rewards, available actions and time limit are the inner environment's, and so are
+    its exact optima and drawing (the hooks of `envs.core`). Static attributes not defined
+    here (`num_agents`, `height`, ...) are read from the inner environment; `unwrapped` is
+    the innermost one.
     """
 
     def __init__(self, env: Environment):
@@ -112,3 +114,16 @@ class LastActionObs(Environment):
 
     def time_limit(self, params: Any) -> jax.Array:
         return self.env.time_limit(params)
+
+    # ----- hooks: the inner environment's (its episodes and rewards are unchanged) ------
+    def optimal_returns(self, params: Any, starts: LastActionState) -> tuple[np.ndarray | None, str]:
+        return self.env.optimal_returns(params, starts.inner)
+
+    def describe_optimum(self, params: Any) -> str | None:
+        return self.env.describe_optimum(params)
+
+    def render_view(self, params: Any) -> RenderView | None:
+        return self.env.render_view(params)
+
+    def render_positions(self, state: LastActionState) -> tuple[jax.Array, jax.Array]:
+        return self.env.render_positions(state.inner)

@@ -41,7 +41,8 @@ def to_pettingzoo(env: EnvProtocol, params: Any = None, seed: int = 0, render_mo
         env: a jaxmarl-lab environment (`EnvProtocol`; this uses `spec`, `default_params`, `reset`, `step`).
         params: env params (default `env.default_params()`).
         seed: seed of the key stream used until `reset(seed=...)` is called.
-        render_mode: None or "rgb_array" (grid-world and particle-spread only).
+        render_mode: None or "rgb_array" (environments that can be drawn, `render.check_renderable`:
+            grid-world and particle-spread).
 
     Raises:
         ValueError: for an unsupported `render_mode`, or an env that cannot be rendered.
@@ -66,7 +67,7 @@ def _parallel_env_class() -> type:
                 raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
             if render_mode is not None:
                 from jaxmarl_lab import render
-                render.check_renderable(env)
+                render.check_renderable(env, params)
             self.env = env
             self.params = env.default_params() if params is None else params
             self.render_mode = render_mode

@@ -5,7 +5,8 @@
 
 The K episodes of every seed run inside one jitted, seed-vmapped program
 (`runner.make_evaluate`). All seeds see the same K episode starts (common random
-numbers), so the optimum is computed once per start:
+numbers), so the optimum is computed once per start, by the environment's
+`optimal_returns` hook (`envs.core.Environment`; a wrapper asks the environment inside):
 
 - grid-world: the breadth-first-search optimum of each episode's layout
   (`grid_world.optimal_return`; with a fixed layout, the same for every episode);
@@ -21,21 +22,21 @@ from typing import Any
 import jax
 import numpy as np
 
+from jaxmarl_lab.envs.core import Environment
 from jaxmarl_lab.runner import make_evaluate
 from jaxmarl_lab.runs import memory
 from jaxmarl_lab.runs.training import load_run_state
 from jaxmarl_lab.stats import mean_ci
+from jaxmarl_lab.types import EnvProtocol
 from jaxmarl_lab.validation import check_positive_int
 
-_LARGEST_BFS = 50_000  # joint positions; bigger grid-world searches are skipped (pure-Python BFS)
 
-
-def horizon(env, params: Any) -> int:
+def horizon(env: EnvProtocol, params: Any) -> int:
     """Steps that always finish the first episode: the env's time limit."""
     return int(np.asarray(env.time_limit(params)))
 
 
-def episode_starts(env, key: jax.Array, params: Any, num_episodes: int):
+def episode_starts(env: EnvProtocol, key: jax.Array, params: Any, num_episodes: int) -> Any:
     """The initial env states of the episodes `runner.run_episodes(..., key, num_episodes, ...)` plays.
 
     `run_episodes` resets with the first half of `jax.random.split(key)`; so does this
@@ -45,36 +46,14 @@ def episode_starts(env, key: jax.Array, params: Any, num_episodes: int):
     return jax.device_get(reset(key, params))
 
 
-def optimal_returns(env, params: Any, key: jax.Array, num_episodes: int) -> tuple[np.ndarray | None, str]:
-    """`(optimum (K,), how)`: each episode's exact optimal per-agent return, or `(None, why not)`."""
-    from jaxmarl_lab.envs import grid_world, rendezvous
+def optimal_returns(env: Environment, params: Any, key: jax.Array,
+                    num_episodes: int) -> tuple[np.ndarray | None, str]:
+    """`(optimum (K,), how)`: each episode's exact optimal per-agent return, or `(None, why not)`.
 
-    name = env.spec.name
-    if name == "grid-world":
-        if not bool(params.random_layout):
-            value = grid_world.optimal_return(env.height, env.width, params)
-            return np.full(num_episodes, value), "breadth-first search, fixed layout"
-        if (env.height * env.width) ** env.num_agents > _LARGEST_BFS:
-            return None, f"BFS over {env.height}x{env.width} with {env.num_agents} agents is too large"
-        starts = episode_starts(env, key, params, num_episodes)
-        cache: dict = {}
-        out = np.empty(num_episodes)
-        for i, (pos, goals) in enumerate(zip(np.asarray(starts.pos), np.asarray(starts.goals))):
-            layout = (pos.tobytes(), goals.tobytes())
-            if layout not in cache:
-                fixed = params.replace(random_layout=np.asarray(False), starts=pos, goals=goals)
-                cache[layout] = grid_world.optimal_return(env.height, env.width, fixed)
-            out[i] = cache[layout]
-        return out, "breadth-first search per episode layout"
-    if name == "rendezvous":
-        if env.one_step:
-            value, _ = rendezvous.one_step_optimum(params, env.num_agents, env.dim, env.spec.action_low,
-                                                   env.spec.action_high)
-            return np.full(num_episodes, value), "closed form (one-step)"
-        starts = np.asarray(episode_starts(env, key, params, num_episodes).pos)
-        return np.array([rendezvous.optimal_return(params, s).ret for s in starts]), \
-            "closed form from each episode's start"
-    return None, f"no exact optimum is known for {name}"
+    The environment's `optimal_returns` hook, given the starts of the K episodes
+    `runner.run_episodes(..., key, num_episodes, ...)` plays (`episode_starts`).
+    """
+    return env.optimal_returns(params, episode_starts(env, key, params, num_episodes))
 
 
 def evaluate_state(built, learner_states: Any, key: jax.Array, episodes: int) -> dict:
