@@ -32,6 +32,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxmarl_lab.envs.core import others_index
 from jaxmarl_lab.runner import run_episodes
 from jaxmarl_lab.types import EnvSpec
 from jaxmarl_lab.validation import check_positive_int
@@ -85,7 +86,7 @@ def scripted_spread_policy(env: Any, params: Any = None) -> Policy:
                          f"L={num_landmarks} landmarks exceed {_MAX_PERMUTATIONS}")
     params = env.default_params() if params is None else params
     perms = jnp.asarray(list(itertools.permutations(range(num_landmarks), n)), jnp.int32)  # (P, N)
-    others = np.array([[j for j in range(n) if j != i] for i in range(n)], np.int32).reshape(n, n - 1)
+    others = others_index(n)
     moves = jnp.asarray(_SPREAD_MOVES)
 
     def one_agent(i: jax.Array, others_i: jax.Array, obs_i: jax.Array) -> jax.Array:

@@ -127,3 +127,10 @@ def test_params_vmap_changes_the_result():
     assert reward[1, 2] == 0.0  # local only, agent 2 collides with nobody
     np.testing.assert_allclose(reward[1, :2], [-1.0, -1.0])  # agents 0 and 1 overlap
     assert np.all(reward[0] == reward[0, 0]) and reward[0, 0] < 0  # coverage only, shared
+
+
+def test_others_index_lists_the_other_agents_in_order():
+    from jaxmarl_lab.envs.core import others_index
+
+    np.testing.assert_array_equal(others_index(3), [[1, 2], [0, 2], [0, 1]])
+    assert others_index(1).shape == (1, 0) and others_index(4).dtype == np.int32

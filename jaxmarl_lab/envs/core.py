@@ -79,6 +79,15 @@ class PlaneView(NamedTuple):
 RenderView = Union[GridView, PlaneView]
 
 
+def others_index(num_agents: int) -> np.ndarray:
+    """`(N, N-1)` int32: row i lists the other agents in agent order, for "the others' ..." observations.
+
+    `x[others_index(N)]` gathers, for each agent, the rows of `x (N, ...)` of the other agents.
+    """
+    n = num_agents
+    return np.array([[j for j in range(n) if j != i] for i in range(n)], np.int32).reshape(n, n - 1)
+
+
 def noop_if_out_of_range(actions: jax.Array, num_actions: int, noop: int = 0) -> jax.Array:
     """The discrete action rule: an action outside `[0, num_actions)` becomes `noop`.
 

@@ -33,7 +33,7 @@ from flax import struct
 from jaxmarl_lab.types import EnvSpec
 from jaxmarl_lab.validation import check_number, check_positive_int
 
-from .core import Environment, GridView, noop_if_out_of_range
+from .core import Environment, GridView, noop_if_out_of_range, others_index
 
 NUM_ACTIONS = 5
 STAY = 0  # the no-op action; out-of-range actions act as it
@@ -262,13 +262,13 @@ class GridWorld(Environment[GridWorldState, GridWorldParams]):
             return self._observe_egocentric(state)
         n = self.num_agents
         pos = self._scaled(state.pos)
-        others = pos[_others_index(n)].reshape(n, 2 * (n - 1))
+        others = pos[others_index(n)].reshape(n, 2 * (n - 1))
         return jnp.concatenate([pos, self._scaled(state.goals), others], axis=-1)
 
     def _observe_egocentric(self, state: GridWorldState) -> jax.Array:
         n, r = self.num_agents, self.view_radius
         pos, goals = state.pos, state.goals  # (N, 2) int32
-        others = _others_index(n)
+        others = others_index(n)
         goal_offset = self._scaled(goals - pos)  # (N, 2), scaling is linear so offsets scale too
         rel_pos = self._scaled(pos[others] - pos[:, None])  # (N, N-1, 2)
         offsets = jnp.asarray([(dr, dc) for dr in range(-r, r + 1) for dc in range(-r, r + 1)], jnp.int32)
@@ -322,11 +322,6 @@ class GridWorld(Environment[GridWorldState, GridWorldParams]):
     def render_positions(self, state: GridWorldState) -> tuple[jax.Array, jax.Array]:
         """`(pos (N, 2), goals (N, 2))` as float32 `(row, col)` cells."""
         return state.pos.astype(jnp.float32), state.goals.astype(jnp.float32)
-
-
-def _others_index(n: int) -> np.ndarray:
-    """`(N, N-1)` int32: row i lists the other agents in agent order."""
-    return np.array([[j for j in range(n) if j != i] for i in range(n)], np.int32).reshape(n, n - 1)
 
 
 def _distance_to_goals(pos: jax.Array, goals: jax.Array) -> jax.Array:

@@ -40,7 +40,7 @@ from flax import struct
 from jaxmarl_lab.types import EnvSpec
 from jaxmarl_lab.validation import check_number, check_positive_int
 
-from .core import Environment, PlaneView
+from .core import Environment, PlaneView, others_index
 
 # Discrete action -> unit force direction, as in mpe2: [no-op, left, right, down, up].
 _MOVE_X = np.array([0.0, -1.0, 1.0, 0.0, 0.0], np.float32)
@@ -97,8 +97,7 @@ class ParticleSpread(Environment[ParticleSpreadState, ParticleSpreadParams]):
             raise ValueError(f"continuous_actions must be True or False, got {continuous_actions!r}")
         self.continuous_actions = continuous_actions
         n = self.num_agents
-        self._others = np.array([[j for j in range(n) if j != i] for i in range(n)],
-                                dtype=np.int32).reshape(n, n - 1)
+        self._others = others_index(n)  # (N, N-1)
         self._obs_dim = 4 + 2 * self.num_landmarks + 2 * (n - 1) + _COMM_DIM * (n - 1)
 
     @property

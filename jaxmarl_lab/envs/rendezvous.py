@@ -33,7 +33,7 @@ from flax import struct
 from jaxmarl_lab.types import EnvSpec
 from jaxmarl_lab.validation import check_number, check_positive_int
 
-from .core import Environment
+from .core import Environment, others_index
 
 FORMS = ("one-step", "multi-step")
 
@@ -101,10 +101,7 @@ class Rendezvous(Environment[RendezvousState, RendezvousParams]):
         default_dim = 1 if form == "one-step" else 2
         self.dim = check_positive_int("dim", default_dim if dim is None else dim)
         self.one_step = form == "one-step"
-        n = self.num_agents
-        # For each agent, the indices of the other agents in agent order: (N, N-1).
-        self._others = np.array([[j for j in range(n) if j != i] for i in range(n)],
-                                dtype=np.int32).reshape(n, n - 1)
+        self._others = others_index(self.num_agents)  # (N, N-1)
 
     @property
     def spec(self) -> EnvSpec:
