@@ -159,6 +159,7 @@ def test_a_second_process_is_refused_with_the_holders_pid(run_copy, capsys):
     assert snapshot(run_copy) == before
 
 
+@pytest.mark.slow
 def test_two_concurrent_trains_leave_one_consistent_run(tmp_path):
     run_dir = str(tmp_path / "both")
     flags = [f for f in FLAGS if f != "--no-progress"]
@@ -280,6 +281,7 @@ def test_non_finite_checkpoint_is_refused_by_eval_and_resume(run_copy, capsys):
 
 
 # ----- interrupts -------------------------------------------------------------------------------------
+@pytest.mark.slow
 @pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_a_signal_ends_with_the_resume_line_and_resume_completes(tmp_path, signum, code):
     run_dir = str(tmp_path / "sig")

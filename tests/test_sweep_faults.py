@@ -87,6 +87,7 @@ def test_a_second_process_is_refused_with_the_holders_pid(tmp_path):
 
 
 # ----- Ctrl-C and SIGTERM ------------------------------------------------------------------------
+@pytest.mark.slow
 def test_ctrl_c_ends_with_the_resume_line_and_the_rerun_loses_and_repeats_nothing(tmp_path):
     out, config = str(tmp_path / "out"), write_config(tmp_path)
     argv = ["sweep", "--config", config, "--out", out, "--chunk-size", "1"]
@@ -141,6 +142,7 @@ def _loopback(address) -> bool:
     return address.is_loopback or bool(getattr(address, "ipv4_mapped", None) and address.ipv4_mapped.is_loopback)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not os.path.exists("/proc/net/tcp"), reason="reads the Linux socket tables")
 def test_the_coordinator_listens_only_on_its_address_and_sigterm_exits_143(tmp_path):
     with socket.socket() as s:
@@ -303,6 +305,7 @@ def test_a_run_larger_than_the_memory_budget_is_refused_before_compiling(tmp_pat
     assert math.isclose(sweep.plan_chunks(6, 2, 100, 10**6, chunk_size=1).chunk, 2)
 
 
+@pytest.mark.slow
 def test_cpu_devices_through_the_command_really_runs_on_that_many_devices(tmp_path):
     """Building every command's parser starts no JAX backend, so `--cpu-devices 2` takes effect."""
     env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}

@@ -23,6 +23,8 @@ import pytest
 
 from jaxmarl_lab.sweeps import run as sweep
 
+pytestmark = pytest.mark.slow  # subprocesses: run by `python -m pytest -q -m slow` (CI runs both)
+
 SPEC = {"env": "grid-world", "env_kwargs": {"layout": "lesson"}, "learner": "iql",
         "runner": {"total_env_steps": 800, "num_envs": 4, "rollout_len": 10, "buffer_capacity": 100,
                    "batch_size": 8},

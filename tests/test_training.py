@@ -99,6 +99,7 @@ def test_resume_from_a_checkpoint_is_bit_identical(full_run, tmp_path):
         training.read_metrics(os.path.join(full_run, "metrics.jsonl"))
 
 
+@pytest.mark.slow
 def test_sigkill_mid_run_then_resume_gives_identical_params(tmp_path):
     run_dir = str(tmp_path / "killed")
     flags = [*SIGKILL_FLAGS, "--no-plot"]

@@ -42,6 +42,7 @@ PROGRAM = textwrap.dedent("""
 """).format(flag=CPU_SCHEDULER_FLAG)
 
 
+@pytest.mark.slow
 def test_vmapped_gru_training_on_random_grid_world_finishes():
     env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
     try:

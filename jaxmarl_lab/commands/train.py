@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 
 from jaxmarl_lab.runs.config import LEARNERS, RunConfig, build, learner_names, load_run_config
-from jaxmarl_lab.validation import check_number
 
 SECTIONS = ("env_kwargs", "env_params", "config", "hparams", "runner")
 _RUN_FLAGS = ("config", "env", "learner", "set", "seeds", "seed", "steps", "run_dir", "overwrite", "memory_budget_mb")
@@ -94,8 +94,7 @@ def train(args: argparse.Namespace) -> int:
                 result = training.resume_run(run_dir, progress=not args.no_progress, plot=not args.no_plot)
                 run = load_run_config(os.path.join(run_dir, CONFIG))
             else:
-                budget = None if args.memory_budget_mb is None else \
-                    int(check_number("--memory-budget-mb", args.memory_budget_mb, minimum=1e-6) * 2**20)
+                budget = None if args.memory_budget_mb is None else _budget_bytes(args.memory_budget_mb)
                 result = training.train_run(run, run_dir, chunk_updates=args.chunk_updates, overwrite=args.overwrite,
                                             progress=not args.no_progress, plot=not args.no_plot,
                                             memory_budget=budget)
@@ -124,6 +123,12 @@ def _epilog() -> str:
              "  jaxmarl-lab train --learner qmix --env grid-world --set env_kwargs.layout=lesson --steps 20000",
              "  jaxmarl-lab train --set hparams.lr=1e-3 --set runner.num_envs=32 --seeds 4"]
     return "\n".join(lines)
+
+
+def _budget_bytes(megabytes: float) -> int:
+    if not math.isfinite(megabytes) or megabytes <= 0:
+        raise ValueError(f"--memory-budget-mb must be a number > 0, got {megabytes:g}")
+    return int(megabytes * 2**20)
 
 
 def _help_with_epilog(p: argparse.ArgumentParser) -> str:
