@@ -14,6 +14,7 @@ from jaxmarl_lab.cli import build_parser, main
 from jaxmarl_lab.commands.train import parse_assignment
 from jaxmarl_lab.runs.config import learner_names
 from jaxmarl_lab.runs.marl_eval import check_marl_eval
+from tests.helpers import one_error_line
 
 # The same run as tests/test_training.py's SIGKILL test (one process compiles it once): 40 iterations.
 TINY_FLAGS = ["--learner", "iql", "--env", "grid-world", "--set", "env_kwargs.layout=lesson",
@@ -26,16 +27,6 @@ def run_dir(tmp_path_factory) -> str:
     path = str(tmp_path_factory.mktemp("cli") / "iql-lesson")
     assert main(["train", *TINY_FLAGS, "--run-dir", path]) == 0
     return path
-
-
-def one_error_line(capsys, argv: list[str]) -> str:
-    """Runs the CLI, checks exit status 2 and exactly one `jaxmarl-lab: error:` line on stderr."""
-    assert main(argv) == 2
-    err = capsys.readouterr().err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("jaxmarl-lab: error: "), err
-    assert "Traceback" not in err
-    return lines[0]
 
 
 def subparser(name: str) -> argparse.ArgumentParser:

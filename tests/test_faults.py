@@ -24,21 +24,13 @@ from jaxmarl_lab.runs import checkpoint, training
 from jaxmarl_lab.runs.config import RunConfig, seed_keys
 from jaxmarl_lab.runs.files import DirLock
 from jaxmarl_lab.runs.layout import CHECKPOINT, CONFIG, MARKER, METRICS, read_metrics
+from tests.helpers import one_error_line
 
 # 8 iterations of IQL on the lesson grid, a checkpoint after every one (compiled once per test process).
 FLAGS = ["--learner", "iql", "--env", "grid-world", "--set", "env_kwargs.layout=lesson",
          "--set", "runner.num_envs=4", "--set", "runner.rollout_len=5", "--set", "runner.buffer_capacity=64",
          "--set", "runner.batch_size=8", "--steps", "160", "--chunk-updates", "1", "--no-progress", "--no-plot"]
 COMMAND = [sys.executable, "-m", "jaxmarl_lab"]
-
-
-def one_error_line(capsys, argv: list[str]) -> str:
-    """Runs the CLI, checks exit status 2 and exactly one `jaxmarl-lab: error:` line on stderr."""
-    assert main(argv) == 2
-    err = capsys.readouterr().err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("jaxmarl-lab: error: "), err
-    return lines[0]
 
 
 def snapshot(folder: str) -> dict:

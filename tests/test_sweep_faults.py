@@ -27,6 +27,7 @@ from jaxmarl_lab.cli import main
 from jaxmarl_lab.runs.files import DirLock
 from jaxmarl_lab.sweeps import run as sweep
 from jaxmarl_lab.sweeps import space as sweep_space
+from tests.helpers import one_error_line
 
 # IQL on the lesson grid; 40,000 env steps make a chunk of one run last a few tenths of a second.
 BASE = {"env": "grid-world", "env_kwargs": {"layout": "lesson"}, "learner": "iql",
@@ -43,15 +44,6 @@ def write_config(tmp_path, values: dict = SPEC) -> str:
     path = tmp_path / "sweep.json"
     path.write_text(json.dumps(values))
     return str(path)
-
-
-def one_error_line(capsys, argv: list[str]) -> str:
-    """Runs the CLI, checks exit status 2 and exactly one `jaxmarl-lab: error:` line on stderr."""
-    assert main(argv) == 2
-    err = capsys.readouterr().err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("jaxmarl-lab: error: "), err
-    return lines[0]
 
 
 def digest(path) -> str:
