@@ -37,9 +37,9 @@ import jax.numpy as jnp
 import optax
 
 from jaxmarl_lab import envs
+from jaxmarl_lab.baselines import random_actions
 from jaxmarl_lab.learners import PPOConfig, PPOHParams, make_ippo, make_mappo
 from jaxmarl_lab.runner import RunnerConfig, make_runner, make_train
-from jaxmarl_lab.testing import random_actions
 
 NUM_ENVS, ROLLOUT = 16, 128
 CONFIG = PPOConfig(hidden_dim=64, num_epochs=4, num_minibatches=4, activation="tanh", grad_var_samples=0)

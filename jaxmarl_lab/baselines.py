@@ -1,12 +1,16 @@
-"""Reference policies that need no training, and a jitted scorer for any policy.
+"""Reference policies that need no training, random actions, and a jitted scorer for any policy.
 
     act = scripted_spread_policy(env)          # discrete particle-spread
     returns = jax.jit(make_evaluate_policy(env, act, num_episodes=256))(key)
     returns.mean()                             # about -8.8 for N = 3 (random: about -26.5)
+    policy, carry = as_policy(random_policy(env.spec))   # a `types.Policy`, e.g. for `render`
 
-A policy here is a pure function `act(key, obs (N, O)) -> actions (N,) int32` of ONE
-environment's observations (stateless; vmap over environments). The scripted policy
-ignores its key.
+A policy here is an `ObsPolicy`: a pure function `act(key, obs (N, O)) -> actions` of
+ONE environment's observations (stateless; vmap over environments), actions `(N,)`
+int32 or `(N, D)` float32. `as_policy` turns it into the `(key, timestep, carry)` form
+of `jaxmarl_lab.types.Policy` that the runner and the renderer take. The scripted
+policy ignores its key. `random_actions` samples joint actions of an `EnvSpec`,
+uniform over the available ones.
 
 The scripted particle-spread policy reads every agent's observation independently:
 
@@ -34,33 +38,56 @@ import numpy as np
 
 from jaxmarl_lab.envs.core import others_index
 from jaxmarl_lab.runner import run_episodes
-from jaxmarl_lab.types import EnvSpec
+from jaxmarl_lab.types import EnvProtocol, EnvSpec, Policy, TimeStep
 from jaxmarl_lab.validation import check_positive_int
 
-Policy = Callable[[jax.Array, jax.Array], jax.Array]
+#: A stateless policy of one environment's observations: `act(key, obs (N, O)) -> actions (N,) or (N, D)`.
+ObsPolicy = Callable[[jax.Array, jax.Array], jax.Array]
 
 #: Unit force of each discrete particle-spread action: no-op, left, right, down, up.
 _SPREAD_MOVES = np.array([[0.0, 0.0], [-1.0, 0.0], [1.0, 0.0], [0.0, -1.0], [0.0, 1.0]], np.float32)
 _MAX_PERMUTATIONS = 720  # N <= 6 when N = L
 
 
-def random_policy(spec: EnvSpec) -> Policy:
-    """Uniformly random discrete actions: `act(key, obs (N, O)) -> (N,) int32`.
+def random_actions(key: jax.Array, spec: EnvSpec, avail: jax.Array | None = None) -> jax.Array:
+    """Random joint actions for one environment: `(N,)` int32 or `(N, D)` float32.
 
-    Raises:
-        ValueError: if the environment has continuous actions.
+    Discrete actions are uniform over the available ones (`avail (N, A)` bool; None: all);
+    continuous ones uniform over the action box (standard normal where the box is unbounded).
     """
-    if not spec.is_discrete:
-        raise ValueError(f"random_policy needs discrete actions, but {spec.name} is continuous")
+    if spec.is_discrete:
+        avail = jnp.ones(spec.action_shape + (spec.action_size,), bool) if avail is None else avail
+        return jax.random.categorical(key, jnp.where(avail, 0.0, -jnp.inf)).astype(jnp.int32)
+    if np.isfinite(spec.action_low) and np.isfinite(spec.action_high):
+        return jax.random.uniform(key, spec.action_shape, minval=spec.action_low, maxval=spec.action_high)
+    return jax.random.normal(key, spec.action_shape)
 
+
+def random_policy(spec: EnvSpec) -> ObsPolicy:
+    """Uniformly random actions: `act(key, obs (N, O)) -> (N,) int32` or `(N, D)` float32.
+
+    Discrete: uniform over all `A` actions (the policy sees no `avail_actions`; every
+    registered environment has all of them available). Continuous: `random_actions`,
+    uniform over the action box.
+    """
     def act(key: jax.Array, obs: jax.Array) -> jax.Array:
         del obs
-        return jax.random.randint(key, (spec.num_agents,), 0, spec.action_size, jnp.int32)
+        if spec.is_discrete:
+            return jax.random.randint(key, (spec.num_agents,), 0, spec.action_size, jnp.int32)
+        return random_actions(key, spec)
 
     return act
 
 
-def scripted_spread_policy(env: Any, params: Any = None) -> Policy:
+def as_policy(act: ObsPolicy) -> tuple[Policy, jax.Array]:
+    """`(policy, carry)`: `act` as a `types.Policy` acting on `timestep.obs`, and its (empty) carry."""
+    def policy(key: jax.Array, timestep: TimeStep, carry: jax.Array) -> tuple[jax.Array, jax.Array]:
+        return act(key, timestep.obs), carry
+
+    return policy, jnp.zeros(())
+
+
+def scripted_spread_policy(env: Any, params: Any = None) -> ObsPolicy:
     """Least-total-distance assignment plus coast-to-stop steering for particle-spread.
 
     Args:
@@ -108,7 +135,7 @@ def scripted_spread_policy(env: Any, params: Any = None) -> Policy:
     return act
 
 
-def make_evaluate_policy(env: Any, policy: Policy, num_episodes: int, max_steps: int | None = None,
+def make_evaluate_policy(env: EnvProtocol, policy: ObsPolicy, num_episodes: int, max_steps: int | None = None,
                          params: Any = None) -> Callable[[jax.Array], jax.Array]:
     """`evaluate(key) -> returns (K,)`: per-agent returns of `policy`, jit-friendly.
 
@@ -122,9 +149,9 @@ def make_evaluate_policy(env: Any, policy: Policy, num_episodes: int, max_steps:
     if max_steps is None:
         max_steps = int(np.asarray(params.max_steps))
     max_steps = check_positive_int("max_steps", max_steps)
-    stateless = lambda key, timestep, carry: (policy(key, timestep.obs), carry)
+    stateless, carry = as_policy(policy)
 
     def evaluate(key: jax.Array) -> jax.Array:
-        return run_episodes(env, stateless, jnp.zeros(()), key, num_episodes, max_steps, params)["returns"]
+        return run_episodes(env, stateless, carry, key, num_episodes, max_steps, params)["returns"]
 
     return evaluate

@@ -1,6 +1,6 @@
 """Render an episode of an environment as an animated GIF and a PNG strip.
 
-    policy, carry = random_policy(env.spec)            # or learner_policy(learner, state)
+    policy, carry = as_policy(random_policy(env.spec))  # baselines; or learner_policy(learner, state)
     rollout = jax.jit(lambda key: episode_positions(env, params, policy, carry, key, steps))
     episode = rollout(jax.random.PRNGKey(0))            # positions per step, in jit
     frames = draw_frames(env, episode, params)          # (H, W, 3) uint8 images, Pillow
@@ -34,8 +34,7 @@ import numpy as np
 from jaxmarl_lab import envs
 from jaxmarl_lab.envs.core import Environment, GridView, PlaneView, RenderView
 from jaxmarl_lab.runs.files import atomic_write
-from jaxmarl_lab.testing import random_actions
-from jaxmarl_lab.types import EnvSpec, Learner, LearnerState, Policy, TimeStep
+from jaxmarl_lab.types import Learner, LearnerState, Policy, TimeStep
 from jaxmarl_lab.validation import check_positive_int
 
 AGENT_COLOURS = ((31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
@@ -82,14 +81,6 @@ def check_renderable(env: Any, params: Any = None) -> RenderView:
         name = getattr(getattr(env, "spec", None), "name", type(env).__name__)
         raise ValueError(f"cannot render {name!r}: rendering supports {', '.join(renderable_names())}")
     return view
-
-
-def random_policy(spec: EnvSpec) -> tuple[Policy, jax.Array]:
-    """Uniformly random available actions: `(policy(key, timestep, carry), carry)`."""
-    def policy(key, timestep, carry):
-        return random_actions(key, spec, timestep.avail_actions), carry
-
-    return policy, jnp.zeros(())
 
 
 def learner_policy(learner: Learner, learner_state: LearnerState) -> tuple[Policy, jax.Array]:

@@ -17,21 +17,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxmarl_lab.baselines import random_actions
 from jaxmarl_lab.types import EnvProtocol, EnvSpec, TimeStep
-
-
-def random_actions(key: jax.Array, spec: EnvSpec, avail: jax.Array | None = None) -> jax.Array:
-    """Random joint actions for one environment: `(N,)` int32 or `(N, D)` float32.
-
-    Discrete actions are uniform over the available ones; continuous ones uniform
-    over the action box (standard normal where the box is unbounded).
-    """
-    if spec.is_discrete:
-        avail = jnp.ones(spec.action_shape + (spec.action_size,), bool) if avail is None else avail
-        return jax.random.categorical(key, jnp.where(avail, 0.0, -jnp.inf)).astype(jnp.int32)
-    if np.isfinite(spec.action_low) and np.isfinite(spec.action_high):
-        return jax.random.uniform(key, spec.action_shape, minval=spec.action_low, maxval=spec.action_high)
-    return jax.random.normal(key, spec.action_shape)
 
 
 def _expected_shapes(spec: EnvSpec) -> dict[str, tuple[tuple[int, ...], Any]]:

@@ -12,7 +12,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxmarl_lab.baselines import make_evaluate_policy, random_policy, scripted_spread_policy
+from jaxmarl_lab.baselines import (
+    as_policy,
+    make_evaluate_policy,
+    random_actions,
+    random_policy,
+    scripted_spread_policy,
+)
 from jaxmarl_lab.envs import ParticleSpread
 
 NOOP, LEFT, RIGHT, DOWN, UP = range(5)
@@ -73,3 +79,32 @@ def test_scripted_policy_rejects_what_it_cannot_handle():
         scripted_spread_policy(ParticleSpread(num_agents=3, num_landmarks=2))
     with pytest.raises(ValueError, match="exceed"):
         scripted_spread_policy(ParticleSpread(num_agents=7))
+
+
+def test_random_policy_draws_as_before_and_covers_continuous_actions():
+    key = jax.random.PRNGKey(3)
+    discrete = ParticleSpread(num_agents=3).spec
+    obs = jnp.zeros((3, 18))
+    # Discrete: the same draws as always (uniform over all A actions), so recorded random baselines stay.
+    np.testing.assert_array_equal(random_policy(discrete)(key, obs), jax.random.randint(key, (3,), 0, 5, jnp.int32))
+    continuous = ParticleSpread(num_agents=3, continuous_actions=True).spec
+    actions = jax.jit(random_policy(continuous))(key, obs)
+    assert actions.shape == (3, 5) and actions.dtype == jnp.float32
+    np.testing.assert_array_equal(actions, jax.random.uniform(key, (3, 5), minval=0.0, maxval=1.0))  # the action box
+
+
+def test_random_actions_respect_available_actions():
+    spec = ParticleSpread(num_agents=2).spec
+    avail = jnp.asarray([[False, False, True, False, False], [True, False, False, False, True]])
+    draws = jax.vmap(random_actions, in_axes=(0, None, None))(jax.random.split(jax.random.PRNGKey(0), 200), spec, avail)
+    assert set(np.asarray(draws[:, 0]).tolist()) == {2} and set(np.asarray(draws[:, 1]).tolist()) == {0, 4}
+
+
+def test_as_policy_acts_on_the_observation_and_keeps_the_carry():
+    env = ParticleSpread(num_agents=3)
+    _, ts = env.reset(jax.random.PRNGKey(1))
+    act = scripted_spread_policy(env)
+    policy, carry = as_policy(act)
+    actions, carry_out = jax.jit(policy)(jax.random.PRNGKey(2), ts, carry)
+    np.testing.assert_array_equal(actions, act(jax.random.PRNGKey(2), ts.obs))
+    assert carry_out.shape == carry.shape == ()

@@ -19,6 +19,7 @@ import pytest
 from scipy import stats
 
 from jaxmarl_lab import envs
+from jaxmarl_lab.baselines import random_actions
 from jaxmarl_lab.envs.rendezvous import team_reward
 from jaxmarl_lab.runner import run_episodes
 from jaxmarl_lab.runs import marl_eval, training
@@ -27,7 +28,6 @@ from jaxmarl_lab.runs.config import RunConfig
 from jaxmarl_lab.runs.evaluation import episode_starts, evaluate_run, optimal_returns, summarize
 from jaxmarl_lab.runs.plots import curve_band, plot_run_dir
 from jaxmarl_lab.stats import mean_ci, t_quantile_975
-from jaxmarl_lab.testing import random_actions
 
 # Off-policy (replay buffer, target network) and two vmapped seeds: 4 iterations of 4 envs x 5 steps.
 TINY = RunConfig(env="grid-world", env_kwargs={"layout": "lesson"}, learner="iql",

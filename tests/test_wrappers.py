@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 from jaxmarl_lab import envs
+from jaxmarl_lab.baselines import random_actions
 from jaxmarl_lab.runs import evaluation
-from jaxmarl_lab.testing import check_env, random_actions
+from jaxmarl_lab.testing import check_env
 
 VARIANTS = [
     ("grid-world", {"num_agents": 3, "height": 5, "width": 5, "layout": "random", "observation": "egocentric"}),

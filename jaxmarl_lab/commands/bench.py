@@ -20,7 +20,7 @@ import numpy as np
 
 def make_rollout(env, num_envs: int, num_steps: int):
     """`rollout(key) -> total reward`: `num_envs` envs x `num_steps` random steps (not jitted)."""
-    from jaxmarl_lab.testing import random_actions
+    from jaxmarl_lab.baselines import random_actions
 
     params = env.default_params()
     sample = jax.vmap(random_actions, in_axes=(0, None, 0))

@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxmarl_lab import envs
-from jaxmarl_lab.testing import random_actions
+from jaxmarl_lab.baselines import random_actions
 
 
 def random_policy_returns(env, key: jax.Array, num_envs: int, num_steps: int):

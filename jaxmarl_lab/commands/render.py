@@ -13,6 +13,7 @@ import json
 import jax
 
 from jaxmarl_lab import envs, render
+from jaxmarl_lab.baselines import as_policy, random_policy
 
 
 def _make_env(name: str, kwargs_json: str):
@@ -54,7 +55,7 @@ def render_command(args: argparse.Namespace) -> int:
         env, params, policy, carry, label = _trained(args)
     else:
         env, params = _make_env(args.env or "grid-world", args.env_kwargs)
-        policy, carry = render.random_policy(env.spec)
+        policy, carry = as_policy(random_policy(env.spec))
         label = "random policy"
     steps = args.steps if args.steps is not None else int(env.time_limit(params))
     result = render.render_episode(env, params, policy, carry, jax.random.PRNGKey(args.seed), steps, args.out,
