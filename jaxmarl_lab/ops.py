@@ -3,16 +3,23 @@
 Time-indexed arguments use the `_t` suffix and are `(T,)` arrays along one sequence.
 Termination and truncation are kept apart: a terminated step does not bootstrap; a
 truncated step bootstraps from the value of its final observation.
+
+Each target and value function first checks the ranks and shapes of its inputs with
+chex, as rlax does: a `(T, 1)` value against `(T,)` rewards would otherwise broadcast
+to `(T, T)` without a word. The checks run in Python at trace time (under `vmap` they
+see the unbatched shapes), so they cost nothing in the compiled step.
 """
 
 from __future__ import annotations
 
+import chex
 import jax
 import jax.numpy as jnp
 
 
 def masked_argmax(q: jax.Array, avail: jax.Array) -> jax.Array:
     """Greedy action over the available ones: `q (..., A)`, `avail (..., A)` -> `(...)` int32."""
+    chex.assert_equal_shape([q, avail])
     return jnp.argmax(jnp.where(avail, q, -jnp.inf), axis=-1).astype(jnp.int32)
 
 
@@ -29,12 +36,14 @@ def double_q_value(q_online: jax.Array, q_target: jax.Array, avail: jax.Array) -
     Returns:
         `(...)` values.
     """
+    chex.assert_equal_shape([q_online, q_target, avail])
     action = masked_argmax(q_online, avail)
     return jnp.take_along_axis(q_target, action[..., None], axis=-1)[..., 0]
 
 
 def max_q_value(q_target: jax.Array, avail: jax.Array) -> jax.Array:
     """Plain Q-learning bootstrap value `max_a Q(s', a)` over available actions: `(...)`."""
+    chex.assert_equal_shape([q_target, avail])
     return jnp.max(jnp.where(avail, q_target, -jnp.inf), axis=-1)
 
 
@@ -62,6 +71,8 @@ def td_lambda_targets(r_t: jax.Array, terminated_t: jax.Array, done_t: jax.Array
     Returns:
         `(T,)` targets.
     """
+    chex.assert_rank([r_t, terminated_t, done_t, v_t, gamma, lambda_], [1, 1, 1, 1, 0, 0])
+    chex.assert_equal_shape([r_t, terminated_t, done_t, v_t])
     not_terminal = 1.0 - terminated_t.astype(r_t.dtype)
     lam_t = jnp.where(done_t, 0.0, lambda_).at[-1].set(0.0)
 
@@ -94,6 +105,8 @@ def gae_advantages(r_t: jax.Array, terminated_t: jax.Array, done_t: jax.Array, v
     Returns:
         `(T,)` advantages; add `value_t` for the value targets.
     """
+    chex.assert_rank([r_t, terminated_t, done_t, value_t, next_value_t, gamma, lambda_], [1, 1, 1, 1, 1, 0, 0])
+    chex.assert_equal_shape([r_t, terminated_t, done_t, value_t, next_value_t])
     not_terminal = 1.0 - terminated_t.astype(r_t.dtype)
     delta_t = r_t + gamma * not_terminal * next_value_t - value_t
     keep_t = gamma * lambda_ * (1.0 - done_t.astype(r_t.dtype))

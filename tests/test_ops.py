@@ -244,3 +244,16 @@ def test_polyak_update(tau, want):
     both = jax.vmap(ops.polyak_update, in_axes=(None, None, 0))(TARGET, ONLINE, f32([tau, 1.0]))
     np.testing.assert_allclose(both["w"], [want["w"], [4.0, 0.0]], rtol=1e-6)
     np.testing.assert_allclose(both["b"], [want["b"], 0.0], rtol=1e-6)
+
+
+def test_shape_mistakes_are_refused_at_trace_time():
+    # A (T, 1) value against (T,) rewards would broadcast to (T, T); a batched call forgot its vmap.
+    r, flag = f32(R), jnp.zeros(3, bool)
+    with pytest.raises(AssertionError, match=r"input 3 has rank 2 \(shape \(3, 1\)\) but expected 1"):
+        ops.gae_advantages(r, flag, flag, f32(VALUE)[:, None], f32(NEXT_VALUE), f32(0.5), f32(0.5))
+    with pytest.raises(AssertionError, match="different shapes"):
+        ops.gae_advantages(r, flag, flag, f32(VALUE), f32(NEXT_VALUE + [0.0]), f32(0.5), f32(0.5))
+    with pytest.raises(AssertionError, match="rank"):
+        jax.jit(ops.td_lambda_targets)(r[None], flag[None], flag[None], r[None], f32(0.5), f32(0.5))
+    with pytest.raises(AssertionError, match="different shapes"):
+        ops.double_q_value(f32(Q_ONLINE), f32(Q_TARGET), jnp.asarray([MASK1, ALL]))
