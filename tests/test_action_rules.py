@@ -42,6 +42,13 @@ def _ids(variants):
     return [f"{name}-{kwargs}" for name, kwargs in variants]
 
 
+def _params(cases: list) -> list:
+    """The cases as pytest params: the default variant of each env in the default run, the other sizes
+    and options marked slow (CI runs them with -m slow)."""
+    return [pytest.param(n, k, id=i, marks=() if not k or k == {"continuous_actions": True} else pytest.mark.slow)
+            for (n, k), i in zip(cases, _ids(cases))]
+
+
 def _assert_same(got, want):
     jax.tree.map(np.testing.assert_array_equal, got, want)
 
@@ -91,7 +98,7 @@ def _discrete_pairs(env, key, shape=()):
         yield bad, jnp.where(every_other, bad, valid), jnp.where(every_other, noop, valid)
 
 
-@pytest.mark.parametrize("name,kwargs", DISCRETE, ids=_ids(DISCRETE))
+@pytest.mark.parametrize("name,kwargs", _params(DISCRETE))
 def test_out_of_range_discrete_action_is_the_noop_in_step(name, kwargs):
     env = envs.make(name, **kwargs)
     params = env.default_params()
@@ -104,7 +111,7 @@ def test_out_of_range_discrete_action_is_the_noop_in_step(name, kwargs):
         _assert_same(got, want)
 
 
-@pytest.mark.parametrize("name,kwargs", DISCRETE, ids=_ids(DISCRETE))
+@pytest.mark.parametrize("name,kwargs", _params(DISCRETE))
 def test_out_of_range_discrete_action_is_the_noop_in_step_batch(name, kwargs):
     env = envs.make(name, **kwargs)
     params = env.default_params()
@@ -115,7 +122,7 @@ def test_out_of_range_discrete_action_is_the_noop_in_step_batch(name, kwargs):
         _assert_same(step_batch(key, state, actions, params), step_batch(key, state, repaired, params))
 
 
-@pytest.mark.parametrize("name,kwargs", DISCRETE, ids=_ids(DISCRETE))
+@pytest.mark.parametrize("name,kwargs", _params(DISCRETE))
 def test_out_of_range_discrete_action_is_the_noop_in_transition(name, kwargs):
     env = envs.make(name, **kwargs)
     params = env.default_params()
@@ -162,7 +169,7 @@ def _continuous_pairs(env, key, shape=()):
     yield "mixed", mixed, jnp.where(scattered | whole_agent, 0.0, valid)
 
 
-@pytest.mark.parametrize("name,kwargs", CONTINUOUS, ids=_ids(CONTINUOUS))
+@pytest.mark.parametrize("name,kwargs", _params(CONTINUOUS))
 def test_non_finite_continuous_action_is_zero_in_step(name, kwargs):
     env = envs.make(name, **kwargs)
     params = env.default_params()
@@ -175,7 +182,7 @@ def test_non_finite_continuous_action_is_zero_in_step(name, kwargs):
         _assert_finite(got)
 
 
-@pytest.mark.parametrize("name,kwargs", CONTINUOUS, ids=_ids(CONTINUOUS))
+@pytest.mark.parametrize("name,kwargs", _params(CONTINUOUS))
 def test_non_finite_continuous_action_is_zero_in_step_batch(name, kwargs):
     env = envs.make(name, **kwargs)
     params = env.default_params()
@@ -188,7 +195,7 @@ def test_non_finite_continuous_action_is_zero_in_step_batch(name, kwargs):
         _assert_finite(got)
 
 
-@pytest.mark.parametrize("name,kwargs", CONTINUOUS, ids=_ids(CONTINUOUS))
+@pytest.mark.parametrize("name,kwargs", _params(CONTINUOUS))
 def test_non_finite_continuous_action_is_zero_in_transition(name, kwargs):
     env = envs.make(name, **kwargs)
     params = env.default_params()

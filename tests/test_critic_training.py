@@ -50,6 +50,7 @@ def test_both_critics_log_finite_per_iteration_variances(tiny_runs):
     assert not np.allclose(tiny_runs.pg_variance[:, 0, 1:], tiny_runs.pg_variance[:, 1, 1:])
 
 
+@pytest.mark.slow
 def test_vmapped_seeds_equal_a_separate_run(tiny_runs):
     # independent reference: the runner's own train function for IPPO, seed 1 alone
     seed_key = jax.random.split(KEY, TINY.seeds)[1]

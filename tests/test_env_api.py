@@ -30,7 +30,11 @@ def test_every_registered_env_is_covered():
     assert {name for name, _ in VARIANTS} == set(envs.registered_names())
 
 
-@pytest.mark.parametrize("name,kwargs", VARIANTS, ids=[f"{n}-{k}" for n, k in VARIANTS])
+# One variant of each env in the default run; the others are marked slow (CI runs them with -m slow).
+CHECKED = [pytest.param(n, k, id=f"{n}-{k}", marks=() if not k else pytest.mark.slow) for n, k in VARIANTS]
+
+
+@pytest.mark.parametrize("name,kwargs", CHECKED)
 def test_check_env(name, kwargs):
     check_env(envs.make(name, **kwargs))
 

@@ -23,7 +23,8 @@ VARIANTS = [
 IDS = [f"{n}-{k}" for n, k in VARIANTS]
 
 
-@pytest.mark.parametrize("name,kwargs", VARIANTS, ids=IDS)
+@pytest.mark.parametrize("name,kwargs", [pytest.param(n, k, id=i, marks=pytest.mark.slow if n == "grid-world" else ())
+                                         for (n, k), i in zip(VARIANTS, IDS)])  # the slowest variant runs with -m slow
 def test_wrapped_env_passes_the_env_checker(name, kwargs):
     check_env(envs.make(name, obs_last_action=True, **kwargs))
 
