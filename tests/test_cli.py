@@ -87,6 +87,7 @@ def test_config_file_and_flags_compose(run_dir, tmp_path):
     assert parse_assignment("config.recurrent=true") == ("config", "recurrent", True)
 
 
+@pytest.mark.slow
 def test_train_and_eval_with_the_previous_action_observed(tmp_path, capsys):
     """`env_kwargs.obs_last_action=true` wraps the env (O grows by A = 5) through train, checkpoint and eval."""
     path = str(tmp_path / "iql-lesson-last-action")

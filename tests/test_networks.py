@@ -9,7 +9,7 @@ from jaxmarl_lab.networks import make_agent_network
 
 
 @pytest.mark.parametrize("recurrent", [False, True])
-@pytest.mark.parametrize("share_params", [True, False])
+@pytest.mark.parametrize("share_params", [True, pytest.param(False, marks=pytest.mark.slow)])
 def test_agent_network_on_leading_batch_axes_equals_vmap_of_one_environment_step(recurrent, share_params):
     n, o, h, b, t = 3, 6, 16, 4, 5
     net = make_agent_network(n, o, 5, h, recurrent, share_params)

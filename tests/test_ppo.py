@@ -44,8 +44,9 @@ def _random_batch(spec, key, b=4, t=5):
                       next_avail_actions=jnp.ones((b, t, n, spec.action_size), bool))
 
 
-@pytest.mark.parametrize("make,recurrent", [(make_mappo, False), (make_ippo, False), (make_mappo, True)],
-                         ids=["mappo", "ippo", "mappo-gru"])
+@pytest.mark.parametrize("make,recurrent", [pytest.param(make_mappo, False, id="mappo"),
+                                            pytest.param(make_ippo, False, id="ippo"),
+                                            pytest.param(make_mappo, True, id="mappo-gru", marks=pytest.mark.slow)])
 def test_update_contract(make, recurrent):
     spec = envs.make("particle-spread").spec
     learner = make(spec, PPOConfig(hidden_dim=16, recurrent=recurrent, num_minibatches=2, num_epochs=2,

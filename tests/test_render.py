@@ -138,6 +138,7 @@ def test_cli_steps_zero_is_refused(capsys):
     assert err.count("\n") == 1 and "--steps must be an integer >= 1, got 0" in err
 
 
+@pytest.mark.slow
 def test_cli_renders_a_trained_run_greedily(tmp_path, capsys):
     """`--run`: the rendered episode is the run's greedy policy, checked against `make_evaluate`."""
     from jaxmarl_lab.runner import make_evaluate

@@ -39,6 +39,7 @@ def test_greedy_policy_reaches_the_lesson_optimum(make):
     np.testing.assert_allclose(np.asarray(result["returns"]), 0.97, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_recurrent_qmix_reaches_the_lesson_optimum():
     """The GRU path: sequences with hidden state reset at episode starts."""
     env = envs.make("grid-world", layout="lesson")
