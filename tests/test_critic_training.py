@@ -36,6 +36,7 @@ def test_envs_stays_out_of_sys_modules():
     assert "envs" not in sys.modules
 
 
+@pytest.mark.slow  # the study's training runs; the engine's own tests cover MAPPO and IPPO
 def test_both_critics_log_finite_per_iteration_variances(tiny_runs):
     assert isinstance(tiny_runs, CriticRuns)
     for field in tiny_runs:
@@ -129,6 +130,7 @@ def test_cli_refuses_bad_input_before_tracing(capsys):
     assert "seeds must be an integer >= 2" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # the study's training runs; the engine's own tests cover MAPPO and IPPO
 def test_writers(tiny_runs, tmp_path):
     out = report.write_outputs({2: tiny_runs}, TINY, str(tmp_path), {"key_seed": 3}, blocks=3)
     with open(out["paths"]["csv"]) as f:

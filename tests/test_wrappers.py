@@ -23,8 +23,10 @@ VARIANTS = [
 IDS = [f"{n}-{k}" for n, k in VARIANTS]
 
 
-@pytest.mark.parametrize("name,kwargs", [pytest.param(n, k, id=i, marks=pytest.mark.slow if n == "grid-world" else ())
-                                         for (n, k), i in zip(VARIANTS, IDS)])  # the slowest variant runs with -m slow
+# The default run checks the wrapper on one env of each action kind (continuous: particle-spread,
+# batch-minor; discrete: the same-keys test below); the other variants run with -m slow.
+@pytest.mark.parametrize("name,kwargs", [pytest.param(n, k, id=i, marks=() if k == {"continuous_actions": True}
+                                                      else pytest.mark.slow) for (n, k), i in zip(VARIANTS, IDS)])
 def test_wrapped_env_passes_the_env_checker(name, kwargs):
     check_env(envs.make(name, obs_last_action=True, **kwargs))
 
@@ -44,7 +46,8 @@ def _rollout(env, key, batch: int, steps: int):
     return jax.lax.scan(step, state, jax.random.split(key_run, steps))[1]
 
 
-@pytest.mark.parametrize("name,kwargs", VARIANTS, ids=IDS)
+@pytest.mark.parametrize("name,kwargs", [pytest.param(n, k, id=i, marks=pytest.mark.slow if n == "grid-world" else ())
+                                         for (n, k), i in zip(VARIANTS, IDS)])
 def test_same_keys_give_the_inner_episodes_plus_the_previous_action(name, kwargs):
     inner, wrapped = envs.make(name, **kwargs), envs.make(name, obs_last_action=True, **kwargs)
     spec = inner.spec
