@@ -31,6 +31,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from jaxmarl_lab import render
 from jaxmarl_lab.types import EnvProtocol
 
 
@@ -66,7 +67,6 @@ def _parallel_env_class() -> type:
             if render_mode not in (None, "rgb_array"):
                 raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
             if render_mode is not None:
-                from jaxmarl_lab import render
                 render.check_renderable(env, params)
             self.env = env
             self.params = env.default_params() if params is None else params
@@ -161,7 +161,6 @@ def _parallel_env_class() -> type:
             """An RGB image `(H, W, 3)` uint8 of the current state, or None without a render mode."""
             if self.render_mode is None or self._state is None:
                 return None
-            from jaxmarl_lab import render
             return render.render_state(self.env, self._state, self.params)
 
         def close(self):

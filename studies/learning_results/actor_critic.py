@@ -35,7 +35,8 @@ import numpy as np
 
 from jaxmarl_lab import envs
 from jaxmarl_lab.baselines import make_evaluate_policy, random_policy, scripted_spread_policy
-from jaxmarl_lab.learners import PPOConfig, PPOHParams, make_ippo, make_mappo
+from jaxmarl_lab.envs import rendezvous
+from jaxmarl_lab.learners import MADDPGConfig, MADDPGHParams, PPOConfig, PPOHParams, make_ippo, make_maddpg, make_mappo
 from jaxmarl_lab.runner import RunnerConfig, make_evaluate, make_train
 from studies.learning_results.value_based import RESULTS_DIR, grid5_layouts, make_layout_evaluate, mean_ci, timed_jit
 
@@ -69,7 +70,6 @@ def learner_setup(name: str, env, steps: int, task: str, ppo: dict | None = None
         runner = RunnerConfig(num_envs=64, rollout_len=rollout, total_env_steps=steps)
         learner = make(env.spec, config)
     elif name == "maddpg":
-        from jaxmarl_lab.learners import MADDPGConfig, MADDPGHParams, make_maddpg
         config, hparams = MADDPGConfig(), MADDPGHParams()
         runner = RunnerConfig(num_envs=16, rollout_len=25, total_env_steps=steps, buffer_capacity=4000,
                               batch_size=32, updates_per_rollout=4)
@@ -127,7 +127,6 @@ def run_spread(args, continuous: bool) -> dict:
 
 def run_rendezvous(args) -> dict:
     """Multi-step rendezvous: greedy return against the closed-form optimum of the same episodes."""
-    from jaxmarl_lab.envs import rendezvous
     env = envs.make("rendezvous", form="multi-step")
     params = env.default_params()
     key = jax.random.PRNGKey(1)
