@@ -190,6 +190,7 @@ def test_cpu_devices_that_cannot_take_effect_are_one_line(tmp_path, capsys, no_c
 def test_every_file_gets_the_permissions_of_results_json_and_temp_files_are_removed(tmp_path, capsys):
     out = tmp_path / "out"
     out.mkdir()
+    (out / ".jaxmarl-lab-sweep").write_text("{}")  # a sweep folder: the marker is the first file a sweep writes
     (out / ".tmp-abc123").write_text("cut off")  # a writer killed mid-write
     previous = os.umask(0o022)
     try:
@@ -200,7 +201,18 @@ def test_every_file_gets_the_permissions_of_results_json_and_temp_files_are_remo
     names = ["best_config.json", "ranking.csv", "results.csv", "results.json", "sweep.png"]
     modes = {n: os.stat(out / n).st_mode & 0o777 for n in names}
     assert set(modes.values()) == {0o644}, modes  # 0666 minus the umask, as results.json
-    assert sorted(os.listdir(out)) == [".lock", *names]  # the temporary file is gone
+    assert sorted(os.listdir(out)) == [".jaxmarl-lab-sweep", ".lock", *names]  # the temporary file is gone
+
+
+def test_a_folder_a_sweep_did_not_write_is_refused_and_left_as_it_was(tmp_path, capsys, no_compile):
+    out = tmp_path / "project"
+    out.mkdir()
+    for name, text in (("results.csv", "my,table"), ("notes.txt", "mine"), (".tmp-draft", "mine too")):
+        (out / name).write_text(text)
+    line = one_error_line(capsys, ["sweep", "--config", write_config(tmp_path), "--out", str(out), "--overwrite"])
+    assert "a sweep did not write" in line
+    assert sorted(os.listdir(out)) == [".tmp-draft", "notes.txt", "results.csv"]
+    assert (out / "results.csv").read_text() == "my,table"
 
 
 def test_out_being_a_file_is_one_line_before_anything_is_built(tmp_path, capsys, no_compile, monkeypatch):

@@ -32,6 +32,7 @@ from jaxmarl_lab.runs.files import (
     atomic_write,
     atomic_write_csv,
     atomic_write_json,
+    atomic_write_text,
     remove_temp_files,
     to_strict_json,
 )
@@ -160,6 +161,27 @@ def check_folder_path(out_dir: str) -> None:
         raise FileExistsError(f"sweep folder {out_dir!r} {where} a file, not a folder; choose another output folder")
 
 
+MARKER, MARKER_FORMAT = ".jaxmarl-lab-sweep", "jaxmarl-lab-sweep/1"
+
+
+def check_sweep_folder(out_dir: str) -> None:
+    """Refuses an existing folder that a sweep did not write: a sweep writes (and with --overwrite
+    rewrites) results.json, results.csv, ranking.csv, best_config.json and sweep.png and removes
+    `.tmp-*` files, so it works only in an empty folder, one holding its marker, or one holding a
+    results.json (a sweep's from before the marker existed; `load_partial` refuses any other).
+
+    Raises:
+        FileExistsError: naming the folder; nothing is changed.
+    """
+    if not os.path.isdir(out_dir):
+        return
+    names = [n for n in os.listdir(out_dir) if n != LOCK]
+    if not names or MARKER in names or "results.json" in names:  # load_partial checks a results.json's shape
+        return
+    raise FileExistsError(f"sweep folder {out_dir!r} already holds files a sweep did not write (no {MARKER} "
+                          f"marker); nothing was changed: choose a new or empty --out")
+
+
 class OpenFolder:
     """A sweep folder held by this process: its lock and the rows already there."""
 
@@ -169,8 +191,9 @@ class OpenFolder:
     def close(self, discard: bool = False) -> None:
         """Releases the lock; `discard` also removes the folder if this call created it and it
         holds nothing but the lock file (a sweep refused before writing anything)."""
-        if discard and self.created and os.listdir(self.out_dir) == [LOCK]:
-            os.unlink(os.path.join(self.out_dir, LOCK))
+        if discard and self.created and set(os.listdir(self.out_dir)) <= {LOCK, MARKER}:
+            for name in os.listdir(self.out_dir):
+                os.unlink(os.path.join(self.out_dir, name))
             self.lock.release()
             try:
                 os.rmdir(self.out_dir)
@@ -198,10 +221,13 @@ def open_folder(out_dir: str, fingerprint: str, num_points: int, num_seeds: int,
             created = True
         except FileExistsError:  # another process made it a moment ago
             check_folder_path(out_dir)
+    check_sweep_folder(out_dir)
     lock = DirLock(out_dir, "sweep folder").acquire()
     try:
+        check_sweep_folder(out_dir)  # again, now that no other jaxmarl-lab process writes in it
         rows = [] if overwrite else load_partial(out_dir, fingerprint, num_points, num_seeds, keys)
         remove_temp_files(out_dir)
+        atomic_write_text(os.path.join(out_dir, MARKER), json.dumps({"format": MARKER_FORMAT}))
     except BaseException:
         OpenFolder(out_dir, lock, created, []).close(discard=True)
         raise
