@@ -141,6 +141,16 @@ def test_resume_cuts_only_a_torn_last_line(run_copy, capsys):
     assert read_metrics(path) == rows and open(path).read().endswith("}\n")
 
 
+def test_resume_refuses_a_folder_that_only_holds_a_run_config(good_run, tmp_path, capsys):
+    project = tmp_path / "project"
+    project.mkdir()
+    shutil.copy(os.path.join(good_run, CONFIG), project / CONFIG)  # a valid RunConfig, but not a run
+    (project / ".tmp-draft").write_text("mine")
+    line = one_error_line(capsys, ["train", "--resume", str(project), "--no-progress"])
+    assert "not a jaxmarl-lab run directory" in line
+    assert sorted(os.listdir(project)) == [".tmp-draft", CONFIG]
+
+
 def test_a_second_process_is_refused_with_the_holders_pid(run_copy, capsys):
     before = snapshot(run_copy)
     with DirLock(run_copy, "run directory"):

@@ -36,7 +36,7 @@ from jaxmarl_lab.runs.checkpoint import config_hash, load_checkpoint, read_meta,
 from jaxmarl_lab.runs.config import Built, RunConfig, build, load_run_config, save_run_config, seed_keys
 from jaxmarl_lab.runs.files import DirLock, atomic_write_json, atomic_write_text, describe_os_error, remove_temp_files
 from jaxmarl_lab.runs.interrupts import critical
-from jaxmarl_lab.runs.layout import CHECKPOINT, CONFIG, METRICS, TRAIN, open_run_dir, read_metrics, trim_metrics
+from jaxmarl_lab.runs.layout import CHECKPOINT, CONFIG, MARKER, METRICS, TRAIN, open_run_dir, read_metrics, trim_metrics
 from jaxmarl_lab.types import LearnerState
 from jaxmarl_lab.validation import check_positive_int
 
@@ -209,6 +209,9 @@ def resume_run(run_dir: str, *, progress: bool = True, plot: bool = True, stream
     """
     start = time.perf_counter()
     run = _read_run(run_dir)
+    if not any(os.path.exists(os.path.join(run_dir, name)) for name in (MARKER, TRAIN, CHECKPOINT)):
+        raise ValueError(f"{run_dir!r} is not a jaxmarl-lab run directory (it holds {CONFIG} but no {MARKER}, "
+                         f"{TRAIN} or {CHECKPOINT}); --resume writes only in folders `train` made")
     with DirLock(run_dir, "run directory"):
         training = make_training(run)
         n = training.built.runner.num_iterations
