@@ -47,6 +47,7 @@ class LearnerEntry(NamedTuple):
     description: str
     config_defaults: dict = {}  # Config fields the CLI uses unless the run config sets them
     hparams_defaults: dict = {}  # HParams fields the CLI uses unless the run config sets them
+    fixed: dict = {}  # Config fields the learner's name decides (a run config may repeat them, not change them)
 
 
 # The settings of studies/learning_results/actor_critic.py (measured there on particle-spread).
@@ -64,11 +65,11 @@ LEARNERS: dict[str, LearnerEntry] = {
     "mappo": LearnerEntry(make_mappo, PPOConfig, PPOHParams,
                           {"num_envs": 64, "rollout_len": 25, "total_env_steps": 1_000_000},
                           ("discrete", "continuous"), "PPO with a centralized critic (Yu et al. 2022)",
-                          _PPO_CONFIG, _PPO_HPARAMS),
+                          _PPO_CONFIG, _PPO_HPARAMS, {"critic": "centralized"}),
     "ippo": LearnerEntry(make_ippo, PPOConfig, PPOHParams,
                          {"num_envs": 64, "rollout_len": 25, "total_env_steps": 1_000_000},
                          ("discrete", "continuous"), "PPO with independent critics", _PPO_CONFIG,
-                         _PPO_HPARAMS),
+                         _PPO_HPARAMS, {"critic": "independent"}),
     "maddpg": LearnerEntry(make_maddpg, MADDPGConfig, MADDPGHParams,
                            {"num_envs": 16, "rollout_len": 25, "buffer_capacity": 4000, "batch_size": 32,
                             "updates_per_rollout": 4, "total_env_steps": 500_000},
@@ -97,6 +98,21 @@ def seed_keys(seed: int, num_seeds: int) -> np.ndarray:
 
 def learner_names() -> list[str]:
     return sorted(LEARNERS)
+
+
+def check_fixed_fields(learner: str, config: dict) -> None:
+    """Refuses a Config field that contradicts the learner's name (`ippo` with `critic="centralized"`).
+
+    Raises:
+        ValueError: naming the field, both values and the learner that has the asked value.
+    """
+    for field, value in LEARNERS[learner].fixed.items():
+        if field in config and config[field] != value:
+            other = [name for name, e in LEARNERS.items() if e.fixed.get(field) == config[field]]
+            instead = f"use learner {other[0]!r} instead" if other else f"leave config.{field} out"
+            raise ValueError(f"learner {learner!r} means config.{field}={value!r}, but the run config sets "
+                             f"config.{field}={config[field]!r}: {instead} (a sweep compares them with "
+                             f"search {{\"learner\": [\"mappo\", \"ippo\"]}})")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -205,6 +221,7 @@ def build(run: RunConfig) -> Built:
     if run.learner not in LEARNERS:
         raise ValueError(f"unknown learner {run.learner!r}; valid names: {', '.join(learner_names())}")
     entry = LEARNERS[run.learner]
+    check_fixed_fields(run.learner, run.config)
     try:
         env = envs.make(run.env, **run.env_kwargs)
     except TypeError as e:

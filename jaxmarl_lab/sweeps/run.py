@@ -9,7 +9,10 @@ is trained with `num_seeds` seeds) and:
   search       {name: values}. A name is a field of the learner's HParams (traced: all its
                values run in the same compiled program), of its Config or of RunnerConfig
                (shape-setting: each distinct combination is a *group*, compiled once).
-               "config.hidden_dim" names the section explicitly. Values are a list
+               "config.hidden_dim" names the section explicitly. `learner` is a name too:
+               a list of learner names, each its own group (e.g. ["mappo", "ippo"]: the
+               centralized vs the independent critic; the other names must then mean the
+               same field for each). Values are a list
                (explicit values) or one of {"uniform": [lo, hi]}, {"log_uniform": [lo, hi]},
                {"int_uniform": [lo, hi]} (inclusive), with "num": n for a grid (evenly,
                geometrically, or evenly rounded spaced).
@@ -79,11 +82,11 @@ def make_groups(spec: SweepSpec, dims: list[Dimension], points: list[dict]) -> l
     by_group: dict[str, list[int]] = {}
     for i, point in enumerate(points):
         by_group.setdefault(json.dumps([point[k] for k in shape_keys]), []).append(i)
-    hparams_cls = LEARNERS[spec.base.learner].hparams_cls
     groups = []
     for members in by_group.values():
         overrides = {k: points[members[0]][k] for k in shape_keys}
         run = dataclasses.replace(point_run_config(spec, dims, points[members[0]]), hparams=spec.base.hparams)
+        hparams_cls = LEARNERS[run.learner].hparams_cls
         try:
             built = build(run)
         except ValueError as e:

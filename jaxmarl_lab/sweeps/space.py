@@ -148,30 +148,66 @@ def _parse_dimension(key: str, section: str, field: str, raw: Any, mode: str) ->
     return Dimension(key, section, field, None, dist, bounds[0], bounds[1], num)
 
 
+def _parse_learners(spec: SweepSpec) -> list[str]:
+    """The learners of the sweep: the `learner` search values, else the base run's learner."""
+    raw = spec.search.get("learner", [spec.base.learner])
+    if not isinstance(raw, (list, tuple)) or not raw or not all(isinstance(v, str) for v in raw):
+        raise ValueError(f"search 'learner' must be a list of learner names ({', '.join(learner_names())}), "
+                         f"got {raw!r}")
+    for name in raw:
+        if name not in LEARNERS:
+            raise ValueError(f"unknown learner {name!r}; valid names: {', '.join(learner_names())}")
+    if len(set(raw)) != len(raw):
+        raise ValueError(f"search 'learner' names a learner twice: {list(raw)!r}")
+    return list(raw)
+
+
+def _resolve_all(key: str, learners: list[str]) -> tuple[str, str]:
+    """`(section, field)` of a search name, the same for every learner of the sweep."""
+    resolved = {learner: _resolve(key, _section_fields(learner), learner) for learner in learners}
+    if len(set(resolved.values())) > 1:
+        raise ValueError(f"search name {key!r} means different fields for the learners {learners}: "
+                         f"{resolved}; write SECTION.{key}")
+    section, field = resolved[learners[0]]
+    for learner in learners:
+        fixed = LEARNERS[learner].fixed
+        if section == "config" and field in fixed:
+            raise ValueError(f"search name {key!r} cannot vary: learner {learner!r} means config.{field}="
+                             f"{fixed[field]!r}; to compare them, search over the learner instead, e.g. "
+                             f"{{\"learner\": [\"mappo\", \"ippo\"]}}")
+    return section, field
+
+
 def parse_search(spec: SweepSpec) -> list[Dimension]:
     """The searched dimensions, with names resolved against the learner and bounds range-checked.
 
+    `learner` is a dimension too (a list of learner names, each its own compile group); the
+    other names must then mean the same field for every learner in it.
+
     Raises:
         ValueError: an unknown learner or name (listing the valid ones), a malformed value
-            spec, or a range whose bounds fall outside the hyperparameter's valid range.
+            spec, a name that varies what a learner's name fixes (`critic`), or a range whose
+            bounds fall outside the hyperparameter's valid range.
     """
     if spec.base.learner not in LEARNERS:
         raise ValueError(f"unknown learner {spec.base.learner!r}; valid names: {', '.join(learner_names())}")
-    fields = _section_fields(spec.base.learner)
-    dims = [_parse_dimension(key, *_resolve(key, fields, spec.base.learner), raw, spec.mode)
+    learners = _parse_learners(spec)
+    dims = [Dimension("learner", "run", "learner", tuple(learners), None, None, None, None) if key == "learner"
+            else _parse_dimension(key, *_resolve_all(key, learners), raw, spec.mode)
             for key, raw in spec.search.items()]
     seen = [(d.section, d.field) for d in dims]
     if len(set(seen)) != len(seen):
         raise ValueError(f"search names {list(spec.search)} name the same field twice")
     check_size(spec, dims)
-    create = LEARNERS[spec.base.learner].hparams_cls.create
-    for d in dims:
-        if d.section == "hparams" and d.distribution:
-            for bound in (d.low, d.high):
-                try:
-                    create(**{**spec.base.hparams, d.field: bound})
-                except ValueError as e:
-                    raise ValueError(f"search {d.key!r} range [{d.low}, {d.high}]: {e}") from None
+    for learner in learners:
+        create = LEARNERS[learner].hparams_cls.create
+        for d in dims:
+            if d.section == "hparams" and d.distribution:
+                for bound in (d.low, d.high):
+                    try:
+                        create(**{**spec.base.hparams, d.field: bound})
+                    except ValueError as e:
+                        raise ValueError(f"search {d.key!r} range [{d.low}, {d.high}]: {e}") from None
     return dims
 
 
@@ -251,6 +287,10 @@ def expand_points(spec: SweepSpec, dims: list[Dimension]) -> list[dict]:
 def point_run_config(spec: SweepSpec, dims: list[Dimension], point: dict) -> RunConfig:
     """The RunConfig that trains one point (what `best_config.json` holds)."""
     sections = {s: dict(getattr(spec.base, s)) for s in SECTIONS}
+    learner = spec.base.learner
     for d in dims:
-        sections[d.section][d.field] = point[d.key]
-    return dataclasses.replace(spec.base, **sections)
+        if d.section == "run":
+            learner = point[d.key]
+        else:
+            sections[d.section][d.field] = point[d.key]
+    return dataclasses.replace(spec.base, learner=learner, **sections)
