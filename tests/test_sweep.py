@@ -130,7 +130,8 @@ def swept(tmp_path_factory):
     dims = sweep.parse_search(spec)
     group = sweep.make_groups(spec, dims, sweep.expand_points(spec, dims))[0]
     lines, out = [], tmp_path_factory.mktemp("sweep")
-    result = sweep.run_sweep(spec, str(out), memory_budget=sweep.member_bytes(group.built), progress=lines.append)
+    budget = sweep.sweep_member_bytes(group.built, spec.eval_episodes)  # one member per chunk
+    result = sweep.run_sweep(spec, str(out), memory_budget=budget, progress=lines.append)
     return result, lines, out
 
 

@@ -198,10 +198,10 @@ def test_every_file_gets_the_permissions_of_results_json_and_temp_files_are_remo
                      "--quiet"]) == 0
     finally:
         os.umask(previous)
-    names = ["best_config.json", "ranking.csv", "results.csv", "results.json", "sweep.png"]
+    names = ["best_config.json", "curves.jsonl", "ranking.csv", "results.csv", "results.json", "sweep.png"]
     modes = {n: os.stat(out / n).st_mode & 0o777 for n in names}
     assert set(modes.values()) == {0o644}, modes  # 0666 minus the umask, as results.json
-    assert sorted(os.listdir(out)) == [".jaxmarl-lab-sweep", ".lock", *names]  # the temporary file is gone
+    assert sorted(os.listdir(out)) == sorted([".jaxmarl-lab-sweep", ".lock", "best_member", *names])  # no temp file
 
 
 def test_a_folder_a_sweep_did_not_write_is_refused_and_left_as_it_was(tmp_path, capsys, no_compile):

@@ -80,3 +80,71 @@ def test_learner_is_a_sweep_dimension_whose_members_equal_standalone_runs(tmp_pa
     assert abs(by[("mappo", 1e-3, 0)] - by[("ippo", 1e-3, 0)]) > 1e-3
     with open(tmp_path / "out" / "best_config.json") as f:
         assert json.load(f)["learner"] in ("mappo", "ippo")
+
+
+# ----- what a sweep gives per member: learning curves, a greedy evaluation, the best member's run ------------
+ONE_STEP = {"env": "rendezvous", "env_kwargs": {"num_agents": 2}, "learner": "mappo",  # one-step: optimum 0
+            "runner": {"total_env_steps": 1600, "num_envs": 8, "rollout_len": 10},
+            "config": {"hidden_dim": 16, "num_minibatches": 2, "num_epochs": 2},
+            "seed": 7, "num_seeds": 2, "eval_episodes": 4, "search": {"lr": [1e-3, 1e-2]}}
+
+
+@pytest.fixture(scope="module")
+def one_step_sweep(tmp_path_factory):
+    """The sweep run in two calls (one chunk, then the rest), as an interrupted sweep resumes."""
+    out = tmp_path_factory.mktemp("one_step") / "out"
+    spec = sweep.SweepSpec.from_dict(ONE_STEP)
+    lines = []
+    first = sweep.run_sweep(spec, str(out), chunk_size=1, max_chunks=1, progress=lines.append)
+    with open(out / "curves.jsonl", "a") as f:  # a killed writer's curve of a member never written to results.json
+        f.write(json.dumps({"point": 1, "seed_index": 1, "env_steps": [1], "episode_return": [99.0]}) + "\n")
+    result = sweep.run_sweep(spec, str(out), chunk_size=1, progress=lines.append)
+    assert not first.complete and result.complete
+    return out, result, lines
+
+
+def test_every_member_has_its_learning_curve_once(one_step_sweep):
+    out, result, _ = one_step_sweep
+    with open(out / "curves.jsonl") as f:
+        curves = [json.loads(line) for line in f]
+    assert sorted((c["point"], c["seed_index"]) for c in curves) == [(p, s) for p in range(2) for s in range(2)]
+    built = build(RunConfig.from_dict({k: v for k, v in ONE_STEP.items() if k not in ("search", "eval_episodes")}))
+    iterations = built.runner.num_iterations  # 1600 / 80 = 20 iterations: one bin each
+    row = next(r for r in result.rows if (r["point"], r["seed_index"]) == (1, 1))
+    curve = next(c for c in curves if (c["point"], c["seed_index"]) == (1, 1))
+    hparams = built.hparams._replace(lr=np.float32(row["lr"]))
+    _, metrics = jax.jit(make_train(built.env, built.learner, built.runner, built.env_params))(
+        jax.random.PRNGKey(row["seed"]), hparams)
+    expected = np.asarray(metrics["episode_return"], np.float64)
+    got = np.array([np.nan if v is None else v for v in curve["episode_return"]])
+    assert len(got) == iterations and curve["env_steps"] == [80 * (i + 1) for i in range(iterations)]
+    np.testing.assert_allclose(got, expected, rtol=1e-5)  # not the stray line's 99.0
+
+
+def test_greedy_evaluation_and_the_best_member_match_jaxmarl_lab_eval(one_step_sweep, capsys):
+    out, result, lines = one_step_sweep
+    assert all(r["greedy_optimum"] == 0.0 for r in result.rows)  # the closed-form one-step optimum
+    assert len({r["greedy_return"] for r in result.rows}) == 4  # the members' greedy policies differ
+    best = max(result.rows, key=lambda r: r["greedy_return"])
+    with open(out / "best_member" / "config.json") as f:
+        saved = json.load(f)
+    assert (saved["seed"], saved["num_seeds"], saved["hparams"]["lr"]) == (best["seed"], 1, best["lr"])
+    assert cli.main(["eval", str(out / "best_member"), "--episodes", "4"]) == 0
+    capsys.readouterr()
+    with open(out / "best_member" / "eval.json") as f:
+        evaluated = json.load(f)
+    assert evaluated["mean"] == pytest.approx(best["greedy_return"], rel=1e-5, abs=1e-6)
+    assert any("members/s" in line and "to go" in line for line in lines)
+
+
+def test_without_greedy_evaluation_the_best_final_return_is_saved_and_renders(tmp_path, capsys):
+    spec = {"env": "grid-world", "env_kwargs": {"layout": "lesson"}, "learner": "iql",
+            "runner": {"total_env_steps": 4000, "num_envs": 4, "rollout_len": 10, "buffer_capacity": 500,
+                       "batch_size": 8}, "seed": 7, "num_seeds": 2, "eval_episodes": 0, "search": {"lr": [1e-2]}}
+    result = sweep.run_sweep(sweep.SweepSpec.from_dict(spec), str(tmp_path / "out"), progress=False)
+    assert "greedy_return" not in result.rows[0] and "greedy_optimum" not in result.rows[0]
+    best = max(result.rows, key=lambda r: r["final_return"])
+    with open(tmp_path / "out" / "best_member" / "config.json") as f:
+        assert json.load(f)["seed"] == best["seed"]
+    assert cli.main(["render", "--run", str(tmp_path / "out" / "best_member"), "--out", str(tmp_path / "render")]) == 0
+    assert (tmp_path / "render" / "episode.gif").stat().st_size > 0

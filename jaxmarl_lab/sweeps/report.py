@@ -11,6 +11,11 @@ the permissions of a plain `open`):
   ranking.csv    one row per point, best first
   best_config.json   a RunConfig of the best point (`jaxmarl-lab train --config` reads it)
   sweep.png      final return against each swept name
+  curves.jsonl   one line per (point, seed): its learning curve (env_steps, episode_return), appended
+                 after every chunk (only lines of members in results.json count)
+  best_member/   a run directory (`jaxmarl-lab eval` / `render` read it) with the final state of the
+                 member with the best greedy return so far (the best final return without greedy
+                 evaluation); its checkpoint's meta names the member and its score
 
 `open_folder` takes the folder for one sweep process (`files.DirLock`, the holder's pid in
 `.lock`), removes the `.tmp-*` files of a writer that was killed and reads the rows to resume.
@@ -25,6 +30,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from jaxmarl_lab.runs.checkpoint import config_hash, read_meta, save_checkpoint
 from jaxmarl_lab.runs.config import RunConfig, save_run_config
 from jaxmarl_lab.runs.files import (
     LOCK,
@@ -37,6 +43,7 @@ from jaxmarl_lab.runs.files import (
     to_strict_json,
 )
 from jaxmarl_lab.runs.interrupts import critical
+from jaxmarl_lab.runs.layout import CHECKPOINT, CONFIG, METRICS, TRAIN, check_replaceable, open_run_dir
 from jaxmarl_lab.stats import CI_LEVEL, NUM_BOOTSTRAP, bootstrap_iqm_ci
 
 METRIC = "final_return"
@@ -232,6 +239,92 @@ def open_folder(out_dir: str, fingerprint: str, num_points: int, num_seeds: int,
         OpenFolder(out_dir, lock, created, []).close(discard=True)
         raise
     return OpenFolder(out_dir, lock, created, rows)
+
+
+CURVES, BEST_MEMBER = "curves.jsonl", "best_member"
+
+
+def _curve_lines(out_dir: str) -> list[dict]:
+    """The lines of curves.jsonl that parse (a torn or damaged line is dropped: it is rewritten)."""
+    path = os.path.join(out_dir, CURVES)
+    if not os.path.exists(path):
+        return []
+    lines = []
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for text in f:
+            try:
+                line = json.loads(text)
+            except ValueError:
+                continue
+            if isinstance(line, dict) and {"point", "seed_index"} <= set(line):
+                lines.append(line)
+    return lines
+
+
+def keep_curves(out_dir: str, rows: list[dict]) -> None:
+    """Rewrites curves.jsonl with one line per member of `rows` (a killed sweep may have appended
+    curves of members whose rows it never wrote; a resumed one appends them again)."""
+    members = {(r["point"], r["seed_index"]) for r in rows}
+    kept = {(c["point"], c["seed_index"]): c for c in _curve_lines(out_dir) if (c["point"], c["seed_index"]) in members}
+    atomic_write_text(os.path.join(out_dir, CURVES), "".join(json.dumps(to_strict_json(c)) + "\n"
+                                                             for c in kept.values()))
+
+
+def append_curves(out_dir: str, curves: list[dict]) -> None:
+    """Appends one JSON line per member (`point`, `seed_index`, `env_steps`, `episode_return`), flushed."""
+    with open(os.path.join(out_dir, CURVES), "a") as f:
+        f.write("".join(json.dumps(to_strict_json(c)) + "\n" for c in curves))
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def read_curves(out_dir: str) -> dict:
+    """`{(point, seed_index): {"env_steps": [...], "episode_return": [...]}}` of curves.jsonl (null: NaN)."""
+    return {(c["point"], c["seed_index"]): {"env_steps": c.get("env_steps", []),
+                                            "episode_return": [math.nan if v is None else v
+                                                               for v in c.get("episode_return", [])]}
+            for c in _curve_lines(out_dir)}
+
+
+def best_member_score(out_dir: str, fingerprint: str) -> float:
+    """The score of the member saved in `best_member/` by the sweep `fingerprint` (-inf if none or unreadable)."""
+    path = os.path.join(out_dir, BEST_MEMBER)
+    try:
+        member = read_meta(os.path.join(path, CHECKPOINT))["sweep_member"]
+        with open(os.path.join(path, CONFIG)) as f:
+            consistent = config_hash(json.load(f)) == read_meta(os.path.join(path, CHECKPOINT))["config_hash"]
+        if member["fingerprint"] == fingerprint and consistent and math.isfinite(member["score"]):
+            return float(member["score"])
+    except Exception:
+        pass
+    return -math.inf
+
+
+def write_best_member(out_dir: str, run: RunConfig, state: Any, num_iterations: int, member: dict) -> str:
+    """Writes `best_member/`: a finished run directory of one member (`run`, one seed) whose checkpoint
+    holds `state` (a `RunnerState` with a leading axis of 1) at its last iteration, so `jaxmarl-lab
+    eval`, `render` and `train --resume` (nothing left to do) read it. The checkpoint goes first; its
+    meta holds `member` (point, seed, score, sweep fingerprint) and the run config's hash, so a
+    config.json from before a kill is seen as mismatched and replaced."""
+    path = os.path.join(out_dir, BEST_MEMBER)
+    with critical():
+        if os.path.isdir(path):
+            check_replaceable(path)
+            lock = DirLock(path, "run directory").acquire()
+        else:
+            lock = open_run_dir(path, overwrite=False)
+        try:
+            save_checkpoint(os.path.join(path, CHECKPOINT), state,
+                            {"run": run.to_dict(), "config_hash": config_hash(run.to_dict()),
+                             "num_iterations": num_iterations, "chunk_updates": num_iterations,
+                             "iteration": num_iterations, "sweep_member": member})
+            save_run_config(run, os.path.join(path, CONFIG))
+            atomic_write_json(os.path.join(path, TRAIN), {"chunk_updates": num_iterations})
+            if not os.path.exists(os.path.join(path, METRICS)):
+                atomic_write_text(os.path.join(path, METRICS), "")
+        finally:
+            lock.release()
+    return path
 
 
 def saved_rows(out_dir: str, fingerprint: str) -> int | None:

@@ -20,6 +20,13 @@ is trained with `num_seeds` seeds) and:
                name drawn independently (lists uniformly, ranges from their distribution).
   num_samples  the points of a random sweep.
   sample_seed  NumPy seed of the random draws (default 0).
+  eval_episodes  greedy episodes of every member's final policy, played inside its program
+               (default 32; 0: none). Rows get `greedy_return` (and `greedy_optimum`, the
+               mean exact optimum of those episodes, where the env knows it); the member
+               with the best one is saved as a run directory, `best_member/`.
+
+Each member also gets its learning curve (training episode return over at most 50 bins of
+iterations) in `curves.jsonl`; see `sweeps.report` for every file.
 
 Keys: member (point p, seed s) trains with `jax.random.PRNGKey(seed + s)`, so it is exactly
 `make_train(...)(jax.random.PRNGKey(seed + s), hparams_p)` (and seed s is shared by all
@@ -54,9 +61,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxmarl_lab.runner import make_train
+from jaxmarl_lab.runner import make_evaluate, make_train
 from jaxmarl_lab.runs.config import LEARNERS, Built, RunConfig, build, seed_keys
-from jaxmarl_lab.runs.memory import available_bytes, member_bytes, mib
+from jaxmarl_lab.runs.evaluation import horizon, optimal_returns
+from jaxmarl_lab.runs.memory import available_bytes, episode_bytes, member_bytes, mib
 from jaxmarl_lab.sweeps import report as sweep_report
 from jaxmarl_lab.sweeps.space import AXIS, Dimension, SweepSpec, expand_points, parse_search, point_run_config
 from jaxmarl_lab.sweeps.space import load_sweep as load_sweep  # re-exported
@@ -119,32 +127,61 @@ def summarize_metrics(metrics: dict, num_iterations: int) -> dict:
     return out
 
 
-def make_member_fn(built: Built) -> Callable:
-    """`member(key, hparams) -> dict of scalars`: one training run, summarized (pure; not jitted)."""
-    train = make_train(built.env, built.learner, built.runner, built.env_params)
+CURVE_POINTS = 50  # points of a member's learning curve (bins of iterations)
+EVAL_SEED = 10_000  # the key of the greedy evaluation: the episodes `jaxmarl-lab eval` plays by default
 
-    def member(key: jax.Array, hparams: Any) -> dict:
-        _, metrics = train(key, hparams)
-        return summarize_metrics(metrics, built.runner.num_iterations)
+
+def curve_edges(num_iterations: int) -> np.ndarray:
+    """`(B + 1,)` iteration bounds of the `B = min(I, CURVE_POINTS)` bins of a learning curve."""
+    return np.rint(np.linspace(0, num_iterations, min(num_iterations, CURVE_POINTS) + 1)).astype(int)
+
+
+def make_member_fn(built: Built, eval_episodes: int = 0) -> Callable:
+    """`member(key, hparams) -> (summary, curve, state)`: one training run (pure; not jitted).
+
+    `summary` holds the scalars of `summarize_metrics` and, with `eval_episodes`, the final
+    greedy policy's mean return over that many episodes (`greedy_return`, on the key
+    `EVAL_SEED`, so every member plays the same starts) and the share that finished
+    (`greedy_finished`); `curve (B,)` is the training episode return, NaN-averaged over the
+    bins of `curve_edges`; `state` is the final `RunnerState`.
+    """
+    train = make_train(built.env, built.learner, built.runner, built.env_params)
+    edges = curve_edges(built.runner.num_iterations)
+    evaluate = None
+    if eval_episodes:
+        evaluate = make_evaluate(built.env, built.learner, eval_episodes, horizon(built.env, built.env_params),
+                                 built.env_params)
+
+    def member(key: jax.Array, hparams: Any) -> tuple[dict, jax.Array, Any]:
+        state, metrics = train(key, hparams)
+        summary = summarize_metrics(metrics, built.runner.num_iterations)
+        returns = metrics["episode_return"]
+        curve = jnp.stack([jnp.nanmean(returns[a:b]) for a, b in zip(edges[:-1], edges[1:])])
+        if evaluate is not None:
+            greedy = evaluate(jax.random.PRNGKey(EVAL_SEED), state.learner)
+            summary["greedy_return"] = jnp.mean(greedy["returns"])
+            summary["greedy_finished"] = jnp.mean(greedy["finished"].astype(jnp.float32))
+        return summary, curve, state
 
     return member
 
 
-def make_program(built: Built, mesh: jax.sharding.Mesh) -> Callable:
-    """`(keys (C, 2), hparams (C,)) -> summaries (C,)`, the members split over `mesh` (jitted here
-    because it is the sweep's driver, not a library function)."""
+def make_program(built: Built, mesh: jax.sharding.Mesh, eval_episodes: int = 0) -> Callable:
+    """`(keys (C, 2), hparams (C,)) -> (summaries (C,), curves (C, B), states (C, ...))`, the members
+    split over `mesh` (jitted here because it is the sweep's driver, not a library function)."""
     spec = jax.sharding.PartitionSpec(AXIS)
-    body = jax.vmap(make_member_fn(built))
+    body = jax.vmap(make_member_fn(built, eval_episodes))
     return jax.jit(jax.shard_map(body, mesh=mesh, in_specs=(spec, spec), out_specs=spec, check_vma=False))
 
 
 _COMPILED: dict = {}  # (group run, chunk, devices) -> compiled program, so resuming in-process does not recompile
 
 
-def compiled_program(group: Group, chunk: int, mesh: jax.sharding.Mesh):
+def compiled_program(group: Group, chunk: int, mesh: jax.sharding.Mesh, eval_episodes: int = 0):
     """The compiled `make_program` of a group for `chunk` members, cached by shape-setting content."""
     run = dataclasses.replace(group.run, hparams={}, seed=0, num_seeds=1).to_dict()
-    key = (json.dumps(run, sort_keys=True), chunk, tuple(d.id for d in mesh.devices.flat), jax.process_count())
+    key = (json.dumps(run, sort_keys=True), chunk, tuple(d.id for d in mesh.devices.flat), jax.process_count(),
+           eval_episodes)
     if key not in _COMPILED:
         sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(AXIS))
         args = (jax.ShapeDtypeStruct((chunk, 2), jnp.uint32, sharding=sharding),
@@ -152,8 +189,21 @@ def compiled_program(group: Group, chunk: int, mesh: jax.sharding.Mesh):
                                       for _ in group.hparams)))
         if len(_COMPILED) >= 8:
             _COMPILED.pop(next(iter(_COMPILED)))
-        _COMPILED[key] = make_program(group.built, mesh).lower(*args).compile()
+        _COMPILED[key] = make_program(group.built, mesh, eval_episodes).lower(*args).compile()
     return _COMPILED[key]
+
+
+def _pick_member(mesh: jax.sharding.Mesh) -> Callable:
+    """`pick(states (C, ...), j) -> states (1, ...)` of member j, replicated on every device (so every
+    process can read it)."""
+    replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+    return jax.jit(lambda states, j: jax.tree.map(lambda x: jax.lax.dynamic_slice_in_dim(x, j, 1), states),
+                   out_shardings=replicated)
+
+
+def sweep_member_bytes(built: Built, eval_episodes: int = 0) -> int:
+    """Estimated bytes of one sweep member: its training run (`memory.member_bytes`) and its greedy episodes."""
+    return member_bytes(built) + eval_episodes * episode_bytes(built)
 
 
 def device_budget(device: jax.Device, fraction: float = 0.5) -> int:
@@ -317,7 +367,7 @@ def _open_out_dir(out_dir: str, spec: SweepSpec, dims: list[Dimension], overwrit
 
 
 def _plan_groups(groups: list[Group], done: np.ndarray, num_devices: int, memory_budget: int | None,
-                 chunk_size: int | None) -> list[ChunkPlan | None]:
+                 chunk_size: int | None, eval_episodes: int = 0) -> list[ChunkPlan | None]:
     """The chunk plan of every group with members to train (None for a finished group).
 
     Every process plans with the smallest budget of all processes, so all run the same chunks.
@@ -336,8 +386,8 @@ def _plan_groups(groups: list[Group], done: np.ndarray, num_devices: int, memory
             plans.append(None)
             continue
         try:
-            plans.append(plan_chunks(len(group.points) * done.shape[1], num_devices, member_bytes(group.built),
-                                     budget, chunk_size))
+            plans.append(plan_chunks(len(group.points) * done.shape[1], num_devices,
+                                     sweep_member_bytes(group.built, eval_episodes), budget, chunk_size))
         except ValueError as e:
             raise ValueError(f"sweep group {group.overrides}: {e}" if len(groups) > 1 else str(e)) from None
     return plans
@@ -382,7 +432,7 @@ def run_sweep(spec: SweepSpec, out_dir: str, *, chunk_size: int | None = None, m
     devices = list(devices or jax.devices())
     folder, rows, done = _open_out_dir(out_dir, spec, dims, overwrite, len(points))
     try:
-        plans = _plan_groups(groups, done, len(devices), memory_budget, chunk_size)
+        plans = _plan_groups(groups, done, len(devices), memory_budget, chunk_size, spec.eval_episodes)
     except BaseException:
         if folder is not None:
             folder.close(discard=True)
@@ -398,7 +448,7 @@ def run_sweep(spec: SweepSpec, out_dir: str, *, chunk_size: int | None = None, m
 def _train_groups(spec: SweepSpec, dims: list[Dimension], points: list[dict], groups: list[Group], plans: list,
                   devices: list, out_dir: str, rows: list, done: np.ndarray, max_chunks: int | None,
                   progress: bool | Callable, chunk_size: int | None) -> SweepResult:
-    """The chunks of `run_sweep`, the rows written after each, the outputs once complete."""
+    """The chunks of `run_sweep`, the rows, curves and best member written after each, the outputs once complete."""
     mesh = jax.sharding.Mesh(np.asarray(devices), (AXIS,))
     sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(AXIS))
     writer = jax.process_index() == 0
@@ -406,9 +456,13 @@ def _train_groups(spec: SweepSpec, dims: list[Dimension], points: list[dict], gr
         if progress and writer else (lambda line: None)
     num_seeds, keys = spec.base.num_seeds, seed_keys(spec.base.seed, spec.base.num_seeds)
     total, finished = done.size, int(done.sum())
+    best = sweep_report.best_member_score(out_dir, spec.fingerprint()) if writer else -np.inf
+    if writer:
+        sweep_report.keep_curves(out_dir, rows)
     if finished:
         say(f"sweep: resuming, {finished}/{total} members already in {out_dir}")
-    chunks_run, compile_s, run_s, start = 0, 0.0, 0.0, time.perf_counter()
+    chunks_run, compile_s, run_s, start, trained = 0, 0.0, 0.0, time.perf_counter(), 0
+    pick = _pick_member(mesh)
     for g, (group, plan) in enumerate(zip(groups, plans)):
         todo = [(i, s) for i, p in enumerate(group.points) for s in range(num_seeds) if not done[p, s]]
         if not todo or (max_chunks is not None and chunks_run >= max_chunks):
@@ -421,9 +475,11 @@ def _train_groups(spec: SweepSpec, dims: list[Dimension], points: list[dict], gr
             (" -- too large for one pass, running in chunks through one compiled program"
              if plan.per_device * len(devices) < len(group.points) * num_seeds and chunk_size is None else ""))
         tick = time.perf_counter()
-        program = compiled_program(group, plan.chunk, mesh)
+        program = compiled_program(group, plan.chunk, mesh, spec.eval_episodes)
         compile_s += time.perf_counter() - tick
         say(f"sweep: {label}: compiled in {time.perf_counter() - tick:.1f} s")
+        extra = _group_columns(group, spec.eval_episodes)
+        steps = (curve_edges(group.built.runner.num_iterations)[1:] * group.built.runner.steps_per_iteration).tolist()
         for c in range(num_chunks):
             if max_chunks is not None and chunks_run >= max_chunks:
                 break
@@ -432,21 +488,63 @@ def _train_groups(spec: SweepSpec, dims: list[Dimension], points: list[dict], gr
             padded = batch + [batch[-1]] * (plan.chunk - len(batch))
             local, seeds = np.asarray([m[0] for m in padded]), np.asarray([m[1] for m in padded])
             hparams = type(group.hparams)(*(_global_array(np.asarray(x)[local], sharding) for x in group.hparams))
-            out = _gather(program(_global_array(keys[seeds], sharding), hparams))
-            for j, (i, s) in enumerate(batch):
+            summaries, curves, states = program(_global_array(keys[seeds], sharding), hparams)
+            out, curves = _gather(summaries), _gather(curves)
+            scores = np.asarray(out["greedy_return" if spec.eval_episodes else "final_return"][:len(batch)])
+            j = int(np.nanargmax(scores)) if np.isfinite(scores).any() else None
+            best_state = None if j is None else jax.tree.map(np.asarray, pick(states, j))  # every process
+            del states
+            new_rows, new_curves = [], []
+            for m, (i, s) in enumerate(batch):
                 point = group.points[i]
-                rows.append({"point": point, "seed_index": s, "seed": spec.base.seed + s, "group": g,
-                             **points[point], **{k: float(v[j]) for k, v in out.items()}})
+                new_rows.append({"point": point, "seed_index": s, "seed": spec.base.seed + s, "group": g,
+                                 **points[point], **{k: float(v[m]) for k, v in out.items()}, **extra})
+                new_curves.append({"point": point, "seed_index": s, "env_steps": steps,
+                                   "episode_return": np.asarray(curves[m], np.float64).tolist()})
                 done[point, s] = True
-            chunks_run += 1
-            finished += len(batch)
+            rows.extend(new_rows)
+            chunks_run, finished, trained = chunks_run + 1, finished + len(batch), trained + len(batch)
             if writer:
+                sweep_report.append_curves(out_dir, new_curves)
+                if j is not None and scores[j] > best:
+                    i, s = batch[j]
+                    member = {"point": group.points[i], "seed_index": s, "score": float(scores[j]),
+                              "score_metric": "greedy_return" if spec.eval_episodes else "final_return",
+                              "fingerprint": spec.fingerprint()}
+                    run = dataclasses.replace(point_run_config(spec, dims, points[group.points[i]]),
+                                              seed=spec.base.seed + s, num_seeds=1)
+                    sweep_report.write_best_member(out_dir, run, best_state, group.built.runner.num_iterations,
+                                                   member)
+                    best = float(scores[j])
                 sweep_report.write_partial(out_dir, spec, rows, complete=False)
             run_s += time.perf_counter() - tick
-            rate = run_s / max(1, chunks_run)
-            say(f"sweep: {label}: chunk {c + 1}/{num_chunks} in {time.perf_counter() - tick:.1f} s; "
-                f"{finished}/{total} members done, {time.perf_counter() - start:.0f} s elapsed"
-                + (f", ~{rate * (total - finished) / max(1, len(batch)):.0f} s to go" if finished < total else ""))
+            say(_progress_line(label, c, num_chunks, time.perf_counter() - tick, finished, total, trained, run_s,
+                               time.perf_counter() - start))
+    return _finish(spec, dims, points, rows, done, out_dir, writer, say, chunks_run, compile_s, run_s, len(devices),
+                   finished, total)
+
+
+def _group_columns(group: Group, eval_episodes: int) -> dict:
+    """Row columns shared by a group: the mean exact optimum of the greedy episodes, where the env knows it."""
+    if not eval_episodes:
+        return {}
+    optimum, _ = optimal_returns(group.built.env, group.built.env_params, jax.random.PRNGKey(EVAL_SEED),
+                                 eval_episodes)
+    return {} if optimum is None else {"greedy_optimum": float(np.mean(optimum))}
+
+
+def _progress_line(label: str, c: int, num_chunks: int, seconds: float, finished: int, total: int, trained: int,
+                   run_s: float, elapsed: float) -> str:
+    """`group ..: chunk c/n in s; done/total members, members/s, elapsed, time left` (rate over this call's chunks)."""
+    rate = trained / run_s if run_s > 0 else 0.0
+    left = f", ~{(total - finished) / rate:.0f} s to go" if finished < total and rate > 0 else ""
+    return (f"sweep: {label}: chunk {c + 1}/{num_chunks} in {seconds:.1f} s; {finished}/{total} members done, "
+            f"{rate:.2f} members/s, {elapsed:.0f} s elapsed{left}")
+
+
+def _finish(spec: SweepSpec, dims: list[Dimension], points: list[dict], rows: list, done: np.ndarray, out_dir: str,
+            writer: bool, say: Callable, chunks_run: int, compile_s: float, run_s: float, num_devices: int,
+            finished: int, total: int) -> SweepResult:
     rows.sort(key=lambda r: (r["point"], r["seed_index"]))
     complete = bool(done.all())
     ranking, paths = [], {}
@@ -456,7 +554,7 @@ def _train_groups(spec: SweepSpec, dims: list[Dimension], points: list[dict], gr
         if writer:
             paths = sweep_report.write_outputs(out_dir, spec, dims, rows, ranking, best,
                                                {"compile_seconds": compile_s, "run_seconds": run_s,
-                                                "devices": len(devices), "processes": jax.process_count()})
+                                                "devices": num_devices, "processes": jax.process_count()})
             say("sweep: wrote " + ", ".join(paths.values()))
     elif writer:
         paths = {"json": os.path.join(out_dir, "results.json"), "csv": os.path.join(out_dir, "results.csv")}

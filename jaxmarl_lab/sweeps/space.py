@@ -19,11 +19,12 @@ import numpy as np
 from jaxmarl_lab.runner import RunnerConfig
 from jaxmarl_lab.runs.config import LEARNERS, RunConfig, learner_names, read_config_file
 
-SWEEP_KEYS = ("search", "mode", "num_samples", "sample_seed")
+SWEEP_KEYS = ("search", "mode", "num_samples", "sample_seed", "eval_episodes")
 SECTIONS = ("hparams", "config", "runner")
 DISTRIBUTIONS = ("uniform", "log_uniform", "int_uniform")
 AXIS = "members"
 MAX_POINTS = 1_000_000  # a sweep's points; each is a row per seed, rewritten to results.json after every chunk
+MAX_EVAL_EPISODES = 100_000  # greedy episodes per member (run inside the member's program)
 MAX_MEMBERS = 10_000_000  # points x seeds: the done mask, the seed keys and the rows are held in memory
 
 
@@ -36,6 +37,7 @@ class SweepSpec:
     mode: str = "grid"  # "grid" or "random"
     num_samples: int | None = None  # points of a random sweep
     sample_seed: int = 0  # NumPy seed of the random draws
+    eval_episodes: int = 32  # greedy episodes of every member's final policy (0: no greedy evaluation)
 
     def __post_init__(self):
         if not isinstance(self.search, dict) or not self.search:
@@ -50,6 +52,9 @@ class SweepSpec:
             raise ValueError(f"sweep 'num_samples' ({self.num_samples!r}) is only for mode 'random'")
         if not _is_int(self.sample_seed):
             raise ValueError(f"sweep 'sample_seed' must be an integer, got {self.sample_seed!r}")
+        if not _is_int(self.eval_episodes) or not 0 <= self.eval_episodes <= MAX_EVAL_EPISODES:
+            raise ValueError(f"sweep 'eval_episodes' must be an integer in [0, {MAX_EVAL_EPISODES:,}] (greedy "
+                             f"episodes per member; 0: none), got {self.eval_episodes!r}")
 
     @classmethod
     def from_dict(cls, values: dict) -> "SweepSpec":
@@ -65,7 +70,7 @@ class SweepSpec:
 
     def to_dict(self) -> dict:
         return {**self.base.to_dict(), "search": self.search, "mode": self.mode,
-                "num_samples": self.num_samples, "sample_seed": self.sample_seed}
+                "num_samples": self.num_samples, "sample_seed": self.sample_seed, "eval_episodes": self.eval_episodes}
 
     def fingerprint(self) -> str:
         """A hash of the sweep's content, to match partial results with the sweep that wrote them."""
