@@ -31,3 +31,26 @@ def add_xla_flag(flag: str) -> bool:
         return False
     os.environ["XLA_FLAGS"] = f"{current} {flag}".strip()
     return True
+
+
+def set_cpu_devices(count: int | None) -> None:
+    """Splits the CPU into `count` XLA devices (`--xla_force_host_platform_device_count`), for a
+    command's `--cpu-devices`; call before JAX's backend starts (see `check_cpu_devices`)."""
+    if count is not None:
+        os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
+                                   f" --xla_force_host_platform_device_count={count}").strip()
+
+
+def check_cpu_devices(requested: int | None) -> None:
+    """Refuses to go on with fewer CPU devices than `--cpu-devices` asked for.
+
+    Imports JAX (and so starts its backend): call it after `set_cpu_devices` and `jax.distributed`.
+
+    Raises:
+        ValueError: JAX's CPU backend started before the flag was set (it then has no effect).
+    """
+    import jax  # here, not at the top: importing this module must not start JAX
+
+    if requested is not None and jax.default_backend() == "cpu" and jax.local_device_count() != requested:
+        raise ValueError(f"--cpu-devices {requested} did not take effect: JAX's CPU backend had already started "
+                         f"with {jax.local_device_count()} device(s) before the flag was set")

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
+
+from jaxmarl_lab.xla_flags import check_cpu_devices, set_cpu_devices
 
 
 def check_memory_budget(value: float | None) -> int | None:
@@ -20,19 +21,6 @@ def check_memory_budget(value: float | None) -> int | None:
     return max(1, int(value * 2**20))
 
 
-def check_cpu_devices(requested: int | None) -> None:
-    """Refuses to sweep on fewer CPU devices than `--cpu-devices` asked for.
-
-    Raises:
-        ValueError: JAX's CPU backend started before the flag was set (it then has no effect).
-    """
-    import jax
-
-    if requested is not None and jax.default_backend() == "cpu" and jax.local_device_count() != requested:
-        raise ValueError(f"--cpu-devices {requested} did not take effect: JAX's CPU backend had already started "
-                         f"with {jax.local_device_count()} device(s) before the flag was set")
-
-
 def sweep(args: argparse.Namespace) -> int:
     """Runs (or resumes) the sweep of `--config`, writes its files under `--out`, prints the ranking.
 
@@ -40,10 +28,7 @@ def sweep(args: argparse.Namespace) -> int:
     one line saying how many runs are saved; every file under `--out` is complete, and the
     same command resumes (see `jaxmarl_lab.runs.interrupts`).
     """
-    if args.cpu_devices is not None:
-        # Host devices must be set before JAX's backend starts; it only matters on a CPU.
-        os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
-                                   f" --xla_force_host_platform_device_count={args.cpu_devices}").strip()
+    set_cpu_devices(args.cpu_devices)  # before JAX's backend starts; it only matters on a CPU
     from jaxmarl_lab.runs.interrupts import exit_on_signal
     from jaxmarl_lab.sweeps import report as sweep_report
     from jaxmarl_lab.sweeps import run as sweeps

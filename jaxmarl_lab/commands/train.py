@@ -15,6 +15,7 @@ import os
 import sys
 
 from jaxmarl_lab.runs.config import LEARNERS, RunConfig, build, learner_names, load_run_config
+from jaxmarl_lab.xla_flags import check_cpu_devices, set_cpu_devices
 
 SECTIONS = ("env_kwargs", "env_params", "config", "hparams", "runner")
 _RUN_FLAGS = ("config", "env", "learner", "set", "seeds", "seed", "steps", "run_dir", "overwrite", "memory_budget_mb")
@@ -69,6 +70,7 @@ def train(args: argparse.Namespace) -> int:
     SIGINT (Ctrl-C) or SIGTERM at any moment ends the process with the resume line and exit
     status 130 / 143; the last checkpoint is complete (see `jaxmarl_lab.runs.interrupts`).
     """
+    set_cpu_devices(args.cpu_devices)  # before JAX's backend starts; it only matters on a CPU
     from jaxmarl_lab.runs import training
     from jaxmarl_lab.runs.interrupts import exit_on_signal
     from jaxmarl_lab.runs.layout import CONFIG
@@ -90,6 +92,7 @@ def train(args: argparse.Namespace) -> int:
 
     try:
         with exit_on_signal(interrupted):
+            check_cpu_devices(args.cpu_devices)
             if args.resume:
                 result = training.resume_run(run_dir, progress=not args.no_progress, plot=not args.no_plot)
                 run = load_run_config(os.path.join(run_dir, CONFIG))
@@ -103,8 +106,9 @@ def train(args: argparse.Namespace) -> int:
         return 1
     returns = [r for r in result.final_return if r is not None]
     ret = f"{sum(returns) / len(returns):.3f}" if returns else "n/a"
-    print(f"{run.learner} on {run.env} {run.env_kwargs}: {result.env_steps:,} env steps x {run.num_seeds} seed(s), "
-          f"{result.seconds:.1f} s (compilation included); last-chunk training return {ret}")
+    devices = training.seed_mesh(run.num_seeds).devices.size
+    print(f"{run.learner} on {run.env} {run.env_kwargs}: {result.env_steps:,} env steps x {run.num_seeds} seed(s) on "
+          f"{devices} device(s), {result.seconds:.1f} s (compilation included); last-chunk training return {ret}")
     print(f"run directory: {result.run_dir}   next: jaxmarl-lab eval {result.run_dir}")
     return 0
 
@@ -155,7 +159,8 @@ def add_parser(sub) -> None:
                         f"string; repeatable (default: none)")
     p.add_argument("--steps", type=int, help="environment steps per seed, runner.total_env_steps (default: the "
                                              "learner's, 1,000,000 for mappo)")
-    p.add_argument("--seeds", type=int, help="seeds trained together as one vmapped program (default: 1)")
+    p.add_argument("--seeds", type=int, help="seeds trained together as one vmapped program, split evenly over "
+                                             "the devices (default: 1)")
     p.add_argument("--seed", type=int, help="first seed (default: 0)")
     p.add_argument("--run-dir", metavar="DIR", help="run directory to create (default: runs/LEARNER-ENV)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run directory (default: off)")
@@ -165,6 +170,8 @@ def add_parser(sub) -> None:
                    help="refuse a run whose estimated memory exceeds this (default: the device's free memory)")
     p.add_argument("--chunk-updates", type=int, metavar="K",
                    help="iterations per jitted chunk = checkpoint interval (default: about 20 chunks per run)")
+    p.add_argument("--cpu-devices", type=int, metavar="N", help="split the CPU into N XLA devices, over which "
+                                                                "the seeds are split (default: off)")
     p.add_argument("--no-progress", action="store_true", help="no progress line (default: off)")
     p.add_argument("--no-plot", action="store_true", help="do not write learning_curve.png (default: off)")
-    p.set_defaults(func=train, positive=("steps", "seeds", "chunk_updates"))
+    p.set_defaults(func=train, positive=("steps", "seeds", "chunk_updates", "cpu_devices"))

@@ -66,10 +66,26 @@ class Training(NamedTuple):
     run: RunConfig  # the run config it was built from
     init: Callable[[], RunnerState]  # jitted; RunnerState with a leading (S,) seed axis
     chunk: Callable[[RunnerState, int], tuple[RunnerState, dict]]  # jitted, k static; metrics (k, S)
+    sharding: jax.sharding.NamedSharding  # of the seed axis over the run's devices (`seed_mesh`)
 
 
-def make_training(run: RunConfig, built: Built | None = None) -> Training:
+SEED_AXIS = "seeds"
+
+
+def seed_mesh(num_seeds: int, devices: list | None = None) -> jax.sharding.Mesh:
+    """A 1-d mesh over which the `num_seeds` seeds of a run are split evenly: the most of `devices`
+    (default: this process's devices) whose count divides `num_seeds`."""
+    devices = list(devices or jax.local_devices())
+    count = max(d for d in range(1, len(devices) + 1) if num_seeds % d == 0)
+    return jax.sharding.Mesh(np.asarray(devices[:count]), (SEED_AXIS,))
+
+
+def make_training(run: RunConfig, built: Built | None = None, devices: list | None = None) -> Training:
     """Builds (and validates) `run` and its jitted, seed-vmapped init and chunk functions.
+
+    The seeds are split over the devices of `seed_mesh(run.num_seeds, devices)`: each device
+    trains its share of the seeds (XLA partitions the vmapped program along the seed axis),
+    with the same results as one device up to float32 rounding.
 
     The jitted functions depend only on what sets shapes and control flow, so they are
     cached under the run config without its hparams (traced values in the state),
@@ -77,23 +93,27 @@ def make_training(run: RunConfig, built: Built | None = None) -> Training:
     that differ only in those compiles each chunk length once per number of seeds.
     """
     built = build(run) if built is None else built
+    mesh = seed_mesh(run.num_seeds, devices)
     static = run.to_dict()
     static.update(hparams={}, seed=0, num_seeds=1,
                   runner={k: v for k, v in static["runner"].items() if k != "total_env_steps"})
-    key = json.dumps(static, sort_keys=True)
+    key = json.dumps([static, [d.id for d in mesh.devices.flat]], sort_keys=True)
     if key not in _COMPILED:
         if len(_COMPILED) >= 8:
             _COMPILED.pop(next(iter(_COMPILED)))
-        _COMPILED[key] = _jitted_functions(built)
+        _COMPILED[key] = _jitted_functions(built, mesh)
     init, chunk = _COMPILED[key]
-    return Training(built, run, lambda: init(jnp.asarray(seed_keys(run.seed, run.num_seeds)), built.hparams), chunk)
+    sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(SEED_AXIS))
+    keys = lambda: jax.device_put(seed_keys(run.seed, run.num_seeds), sharding)
+    return Training(built, run, lambda: init(keys(), built.hparams), chunk, sharding)
 
 
 _COMPILED: dict[str, tuple[Callable, Callable]] = {}
 
 
-def _jitted_functions(built: Built) -> tuple[Callable, Callable]:
-    """`init(keys (S, 2), hparams) -> state (S, ...)` and `chunk(state, k)`, both jitted."""
+def _jitted_functions(built: Built, mesh: jax.sharding.Mesh) -> tuple[Callable, Callable]:
+    """`init(keys (S, 2), hparams) -> state (S, ...)` and `chunk(state, k)`, both jitted, the seed axis
+    split over `mesh`."""
     runner = make_runner(built.env, built.learner, built.runner, built.env_params)
 
     def checked_iterate(state: RunnerState) -> tuple[RunnerState, dict]:
@@ -115,7 +135,10 @@ def _jitted_functions(built: Built) -> tuple[Callable, Callable]:
     def chunk(state: RunnerState, length: int) -> tuple[RunnerState, dict]:
         return jax.lax.scan(lambda s, _: jax.vmap(checked_iterate)(s), state, None, length=length)
 
-    return jax.jit(init), jax.jit(chunk, static_argnums=1)
+    seeds = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(SEED_AXIS))
+    per_iteration = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(None, SEED_AXIS))
+    return (jax.jit(init, out_shardings=seeds),
+            jax.jit(chunk, static_argnums=1, out_shardings=(seeds, per_iteration)))
 
 
 def check_memory(built: Built, num_seeds: int, budget: int | None = None) -> None:
@@ -252,7 +275,7 @@ def _load_state(path: str, training: Training, run: RunConfig) -> tuple[RunnerSt
             raise ValueError(f"checkpoint {path!r} holds non-finite learner parameters (learner"
                              f"{jax.tree_util.keystr(where)}, iteration {meta.get('iteration')}); it cannot be "
                              f"evaluated or resumed: retrain it, e.g. with a lower learning rate")
-    return jax.tree.map(jnp.asarray, state), meta
+    return jax.device_put(state, training.sharding), meta
 
 
 def load_trained(run_dir: str, seed_index: int = 0) -> tuple[Built, RunConfig, LearnerState]:
