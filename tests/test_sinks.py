@@ -122,6 +122,19 @@ def test_a_fresh_run_refuses_a_name_already_logged(tb_run, tmp_path, capsys):
     assert "already holds events of a run named 'iql-lesson'" in line and not os.path.exists(other)
 
 
+def test_overwrite_hides_the_points_of_the_run_logged_before(tb_run, tmp_path):
+    import shutil
+
+    tb = str(tmp_path / "tb")
+    shutil.copytree(tb_run[1], tb)
+    other = str(tmp_path / "elsewhere" / "iql-lesson")
+    assert main(["train", *FLAGS, "--set", "hparams.lr=0.01", "--run-dir", other, "--tensorboard", tb,
+                 "--overwrite"]) == 0
+    folder = os.path.join(tb, "iql-lesson", "seed_5")
+    assert scalars(folder) == expected(other, 0) != expected(tb_run[0], 0)  # only the new run's points
+    assert len(scalars(folder, purge=False)["epsilon"]) == 2 * len(expected(other, 0)["epsilon"])
+
+
 def test_resume_after_the_checkpoint_leaves_one_point_per_step(tb_run, tmp_path):
     """Metrics logged past the checkpoint (as a kill leaves them) are recomputed on --resume: TensorBoard
     shows each step once, with metrics.jsonl's value."""

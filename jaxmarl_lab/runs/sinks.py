@@ -208,7 +208,11 @@ class WandbSink:
         kwargs = {"project": project, "name": name, "config": dict(config), "id": run_id, "resume": "allow"}
         if mode is not None:
             kwargs["mode"] = mode
-        self.run = self.wandb.init(**kwargs)
+        try:
+            self.run = self.wandb.init(**kwargs)
+        except Exception as e:  # no login, no network, a bad project name: one line, not W&B's traceback
+            raise ValueError(f"--wandb {project!r}: wandb.init failed ({type(e).__name__}: {e}); log in with "
+                             f"`wandb login`, or use --wandb-mode offline") from e
 
     def write(self, rows: Sequence[dict]) -> None:
         for row in rows:
