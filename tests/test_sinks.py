@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import struct
 import subprocess
 import sys
@@ -123,8 +124,6 @@ def test_a_fresh_run_refuses_a_name_already_logged(tb_run, tmp_path, capsys):
 
 
 def test_overwrite_hides_the_points_of_the_run_logged_before(tb_run, tmp_path):
-    import shutil
-
     tb = str(tmp_path / "tb")
     shutil.copytree(tb_run[1], tb)
     other = str(tmp_path / "elsewhere" / "iql-lesson")
@@ -138,8 +137,6 @@ def test_overwrite_hides_the_points_of_the_run_logged_before(tb_run, tmp_path):
 def test_resume_after_the_checkpoint_leaves_one_point_per_step(tb_run, tmp_path):
     """Metrics logged past the checkpoint (as a kill leaves them) are recomputed on --resume: TensorBoard
     shows each step once, with metrics.jsonl's value."""
-    import shutil
-
     finished, tb_finished = tb_run
     run_dir, tb = str(tmp_path / "iql-lesson"), str(tmp_path / "tb")
     shutil.copytree(finished, run_dir)

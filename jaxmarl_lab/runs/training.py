@@ -14,7 +14,9 @@ final parameters are bit-identical to an uninterrupted run's.
 A run directory holds `config.json` (a RunConfig, usable with `train --config`),
 `train.json` (the chunk length), `metrics.jsonl`, `checkpoint.npz` and
 `learning_curve.png`. A non-finite loss or parameter stops the run with
-`NonFiniteError` naming the update; the last good checkpoint stays.
+`NonFiniteError` naming the update; the last good checkpoint stays. An optional `sinks`
+factory (`runs.sinks.prepare_sinks`: TensorBoard, Weights & Biases) receives each chunk's
+rows right after metrics.jsonl, before the checkpoint; this module imports neither package.
 """
 
 from __future__ import annotations
