@@ -4,6 +4,7 @@
     jaxmarl-lab train --learner qmix --env grid-world --set env_kwargs.layout=lesson --steps 20000
     jaxmarl-lab train --config best.json --seeds 4 --run-dir runs/best
     jaxmarl-lab train --resume runs/mappo-particle-spread
+    jaxmarl-lab train --tensorboard tb --wandb my-project  # also log to TensorBoard and Weights & Biases
 """
 
 from __future__ import annotations
@@ -74,7 +75,10 @@ def train(args: argparse.Namespace) -> int:
     from jaxmarl_lab.runs import training
     from jaxmarl_lab.runs.interrupts import exit_on_signal
     from jaxmarl_lab.runs.layout import CONFIG
+    from jaxmarl_lab.runs.sinks import prepare_sinks
 
+    if args.wandb_mode is not None and args.wandb is None:
+        raise ValueError("--wandb-mode needs --wandb PROJECT")
     if args.resume:
         given = [f"--{name.replace('_', '-')}" for name in _RUN_FLAGS if getattr(args, name) not in (None, False)]
         if given:
@@ -84,6 +88,10 @@ def train(args: argparse.Namespace) -> int:
     else:
         run = run_config_from_args(args)
         run_dir = args.run_dir or f"runs/{run.learner}-{run.env}"
+    # The logging flags are no run flags: they may come with --resume. Packages are checked here, before
+    # anything is compiled or written.
+    sinks = prepare_sinks(run_dir, tensorboard=args.tensorboard, wandb_project=args.wandb, wandb_mode=args.wandb_mode,
+                          resume=bool(args.resume), overwrite=args.overwrite)
 
     def interrupted() -> str:
         if os.path.exists(os.path.join(run_dir, CONFIG)):
@@ -94,13 +102,14 @@ def train(args: argparse.Namespace) -> int:
         with exit_on_signal(interrupted):
             check_cpu_devices(args.cpu_devices)
             if args.resume:
-                result = training.resume_run(run_dir, progress=not args.no_progress, plot=not args.no_plot)
+                result = training.resume_run(run_dir, progress=not args.no_progress, plot=not args.no_plot,
+                                             sinks=sinks)
                 run = load_run_config(os.path.join(run_dir, CONFIG))
             else:
                 budget = None if args.memory_budget_mb is None else _budget_bytes(args.memory_budget_mb)
                 result = training.train_run(run, run_dir, chunk_updates=args.chunk_updates, overwrite=args.overwrite,
                                             progress=not args.no_progress, plot=not args.no_plot,
-                                            memory_budget=budget)
+                                            memory_budget=budget, sinks=sinks)
     except training.NonFiniteError as e:
         print(f"{chr(10) if sys.stderr.isatty() else ''}jaxmarl-lab: error: {e}", file=sys.stderr)
         return 1
@@ -174,4 +183,11 @@ def add_parser(sub) -> None:
                                                                 "the seeds are split (default: off)")
     p.add_argument("--no-progress", action="store_true", help="no progress line (default: off)")
     p.add_argument("--no-plot", action="store_true", help="do not write learning_curve.png (default: off)")
+    p.add_argument("--tensorboard", metavar="DIR", help="also log metrics.jsonl's metrics to TensorBoard, one run "
+                                                        "per seed in DIR/RUN_NAME/seed_SEED; needs tensorboardX "
+                                                        "(default: off)")
+    p.add_argument("--wandb", metavar="PROJECT", help="also log them to this Weights & Biases project, one W&B run "
+                                                      "per run directory; needs wandb (default: off)")
+    p.add_argument("--wandb-mode", choices=("online", "offline", "disabled"),
+                   help="wandb.init's mode (default: W&B's own, WANDB_MODE or online)")
     p.set_defaults(func=train, positive=("steps", "seeds", "chunk_updates", "cpu_devices"))

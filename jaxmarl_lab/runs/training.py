@@ -14,17 +14,20 @@ final parameters are bit-identical to an uninterrupted run's.
 A run directory holds `config.json` (a RunConfig, usable with `train --config`),
 `train.json` (the chunk length), `metrics.jsonl`, `checkpoint.npz` and
 `learning_curve.png`. A non-finite loss or parameter stops the run with
-`NonFiniteError` naming the update; the last good checkpoint stays.
+`NonFiniteError` naming the update; the last good checkpoint stays. An optional `sinks`
+factory (`runs.sinks.prepare_sinks`: TensorBoard, Weights & Biases) receives each chunk's
+rows right after metrics.jsonl, before the checkpoint; this module imports neither package.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import sys
 import time
-from typing import Any, Callable, NamedTuple, TextIO
+from typing import Any, Callable, Iterator, NamedTuple, TextIO
 
 import jax
 import jax.numpy as jnp
@@ -37,6 +40,7 @@ from jaxmarl_lab.runs.config import Built, RunConfig, build, load_run_config, sa
 from jaxmarl_lab.runs.files import DirLock, atomic_write_json, atomic_write_text, describe_os_error, remove_temp_files
 from jaxmarl_lab.runs.interrupts import critical
 from jaxmarl_lab.runs.layout import CHECKPOINT, CONFIG, MARKER, METRICS, TRAIN, open_run_dir, read_metrics, trim_metrics
+from jaxmarl_lab.runs.sinks import MetricSink, SinkFactory
 from jaxmarl_lab.types import LearnerState
 from jaxmarl_lab.validation import check_positive_int
 
@@ -172,7 +176,7 @@ def default_chunk_updates(num_iterations: int) -> int:
 
 def train_run(run: RunConfig, run_dir: str, *, chunk_updates: int | None = None, overwrite: bool = False,
               progress: bool = True, plot: bool = True, stream: TextIO | None = None,
-              memory_budget: int | None = None) -> TrainResult:
+              memory_budget: int | None = None, sinks: SinkFactory | None = None) -> TrainResult:
     """Trains `run` from scratch in `run_dir`.
 
     Everything that can fail before training (the run config, the learner, tracing its
@@ -187,6 +191,8 @@ def train_run(run: RunConfig, run_dir: str, *, chunk_updates: int | None = None,
         progress: print a progress line per chunk to `stream` (default stderr).
         plot: write learning_curve.png at the end (needs matplotlib).
         memory_budget: bytes the run may use (default: the device's free memory, `memory.available_bytes`).
+        sinks: `sinks(run, 0) -> MetricSink` (`runs.sinks.prepare_sinks`), opened once the run directory
+            is locked; it receives the rows appended to metrics.jsonl after each chunk, and is closed at the end.
 
     Raises:
         ValueError: bad run config or chunk_updates, or a run estimated not to fit in memory.
@@ -215,13 +221,17 @@ def train_run(run: RunConfig, run_dir: str, *, chunk_updates: int | None = None,
         except BaseException:
             lock.release()
             raise
-    with lock:
-        return _finish(training, run_dir, _loop(training, training.init(), 0, k, run_dir, progress, stream),
+    with lock, _opened(sinks, run, 0) as sink:
+        return _finish(training, run_dir, _loop(training, training.init(), 0, k, run_dir, progress, stream, sink),
                        plot, start)
 
 
-def resume_run(run_dir: str, *, progress: bool = True, plot: bool = True, stream: TextIO | None = None) -> TrainResult:
+def resume_run(run_dir: str, *, progress: bool = True, plot: bool = True, stream: TextIO | None = None,
+               sinks: SinkFactory | None = None) -> TrainResult:
     """Continues the run in `run_dir` from its checkpoint (or from scratch if it has none yet).
+
+    `sinks(run, env_steps) -> MetricSink` is opened with the environment steps the checkpoint holds (the
+    rows after them are trimmed from metrics.jsonl and written again, to metrics.jsonl and the sink).
 
     Raises:
         FileNotFoundError: `run_dir` does not exist.
@@ -249,7 +259,9 @@ def resume_run(run_dir: str, *, progress: bool = True, plot: bool = True, stream
         trim_metrics(os.path.join(run_dir, METRICS), done)
         if done < n and progress:
             print(f"resuming {run_dir} at iteration {done} of {n}", file=stream or sys.stderr)
-        return _finish(training, run_dir, _loop(training, state, done, k, run_dir, progress, stream), plot, start)
+        with _opened(sinks, run, done * training.built.runner.steps_per_iteration) as sink:
+            return _finish(training, run_dir, _loop(training, state, done, k, run_dir, progress, stream, sink),
+                           plot, start)
 
 
 def load_run_state(run_dir: str) -> tuple[Built, RunConfig, RunnerState, dict]:
@@ -296,7 +308,7 @@ def load_trained(run_dir: str, seed_index: int = 0) -> tuple[Built, RunConfig, L
 
 # ----- the loop ---------------------------------------------------------------------------
 def _loop(training: Training, state: RunnerState, done: int, k: int, run_dir: str, progress: bool,
-          stream: TextIO | None) -> tuple[RunnerState, int, list]:
+          stream: TextIO | None, sink: MetricSink | None = None) -> tuple[RunnerState, int, list]:
     run, runner = training.run, training.built.runner
     n, per_iter = runner.num_iterations, runner.steps_per_iteration
     meta = {"run": run.to_dict(), "config_hash": config_hash(run.to_dict()), "num_iterations": n,
@@ -315,12 +327,16 @@ def _loop(training: Training, state: RunnerState, done: int, k: int, run_dir: st
         if bad.size:
             j, s = (int(v) for v in bad[0])
             _append_rows(os.path.join(run_dir, METRICS), rows[:j + 1])
+            if sink is not None:
+                sink.write(rows[:j + 1])
             kept = f"the last good checkpoint (iteration {done}) is kept" if done else "no checkpoint was written"
             raise NonFiniteError(f"non-finite loss or parameters at update {done + j + 1} of {n} (seed "
                                  f"{run.seed + s}, learner update {int(metrics['updates'][j, s])}); the run "
                                  f"stopped and {kept} in {run_dir}")
         try:
             _append_rows(os.path.join(run_dir, METRICS), rows)
+            if sink is not None:  # before the checkpoint: a kill in between re-logs these rows on --resume
+                sink.write(rows)
             save_checkpoint(os.path.join(run_dir, CHECKPOINT), new_state, {**meta, "iteration": done + length})
         except OSError as e:
             kept = f"the previous checkpoint (iteration {done}) is kept" if done else "no checkpoint was written yet"
@@ -336,6 +352,17 @@ def _loop(training: Training, state: RunnerState, done: int, k: int, run_dir: st
                             * run.num_seeds / seconds, length not in compiled)
         compiled.add(length)
     return state, done, last_return
+
+
+@contextlib.contextmanager
+def _opened(factory: SinkFactory | None, run: RunConfig, env_steps: int) -> Iterator[MetricSink | None]:
+    """`with _opened(factory, run, env_steps) as sink:` the sink of `factory` (None without one), closed on exit."""
+    sink = None if factory is None else factory(run, env_steps)
+    try:
+        yield sink
+    finally:
+        if sink is not None:
+            sink.close()
 
 
 def _finish(training: Training, run_dir: str, looped: tuple, plot: bool, start: float) -> TrainResult:
