@@ -6,6 +6,8 @@ that would silently train the wrong critic (`ippo` with `critic="centralized"`, 
 from __future__ import annotations
 
 import json
+import os
+import sys
 
 import jax
 import numpy as np
@@ -148,3 +150,32 @@ def test_without_greedy_evaluation_the_best_final_return_is_saved_and_renders(tm
         assert json.load(f)["seed"] == best["seed"]
     assert cli.main(["render", "--run", str(tmp_path / "out" / "best_member"), "--out", str(tmp_path / "render")]) == 0
     assert (tmp_path / "render" / "episode.gif").stat().st_size > 0
+
+
+def test_sweep_tensorboard_and_wandb_mirror_every_member(one_step_sweep, tmp_path, monkeypatch, capsys):
+    """Through `jaxmarl-lab sweep --tensorboard DIR --wandb P`: one TensorBoard run per member holding its
+    curve from curves.jsonl and its summaries; one W&B run receiving every member's row."""
+    from tests.test_sinks import FakeWandb, scalars
+
+    fake = FakeWandb()
+    monkeypatch.setitem(sys.modules, "wandb", fake)
+    path = tmp_path / "sweep.json"
+    path.write_text(json.dumps(ONE_STEP))
+    out, tb = tmp_path / "out", tmp_path / "tb"
+    assert cli.main(["sweep", "--config", str(path), "--out", str(out), "--quiet", "--tensorboard", str(tb),
+                     "--wandb", "proj", "--wandb-mode", "offline"]) == 0
+    capsys.readouterr()
+    with open(out / "results.json") as f:
+        rows = json.load(f)["rows"]
+    with open(out / "curves.jsonl") as f:
+        curves = {(c["point"], c["seed_index"]): c for c in map(json.loads, f)}
+    assert sorted(os.listdir(tb / "out")) == [f"p{p:04d}_seed{s}" for p in range(2) for s in range(2)]
+    for row in rows:
+        logged = scalars(str(tb / "out" / f"p{row['point']:04d}_seed{row['seed_index']}"))
+        curve = curves[(row["point"], row["seed_index"])]
+        assert [s for s, _ in logged["episode_return"]] == curve["env_steps"]
+        np.testing.assert_allclose([v for _, v in logged["episode_return"]], curve["episode_return"], rtol=1e-6)
+        assert logged["summary/greedy_return"] == [(curve["env_steps"][-1], pytest.approx(row["greedy_return"]))]
+    assert len(fake.inits) == 1 and fake.inits[0]["name"] == "out" and fake.finished == 1
+    assert [values["member/greedy_return"] for _, values in fake.logs] == [r["greedy_return"] for r in rows]
+    assert [values["member/lr"] for _, values in fake.logs] == [r["lr"] for r in rows]

@@ -29,6 +29,7 @@ def sweep(args: argparse.Namespace) -> int:
     same command resumes (see `jaxmarl_lab.runs.interrupts`).
     """
     set_cpu_devices(args.cpu_devices)  # before JAX's backend starts; it only matters on a CPU
+    from jaxmarl_lab.runs import sinks
     from jaxmarl_lab.runs.interrupts import exit_on_signal
     from jaxmarl_lab.sweeps import report as sweep_report
     from jaxmarl_lab.sweeps import run as sweeps
@@ -45,13 +46,22 @@ def sweep(args: argparse.Namespace) -> int:
             return f"interrupted ({where}); run the command again without --overwrite to resume"
         return f"interrupted ({where}); run the same command again to resume"
 
+    sinks.check_available(args.tensorboard, args.wandb)  # a missing package: one line, before anything starts
     with exit_on_signal(interrupted):
         sweeps.init_distributed(args.coordinator, args.num_processes, args.process_id, args.init_timeout,
                                 args.coordinator_bind)
         check_cpu_devices(args.cpu_devices)
-        result = sweeps.run_sweep(spec, args.out, chunk_size=args.chunk_size, memory_budget=budget,
-                                  max_chunks=args.max_chunks, overwrite=args.overwrite, progress=not args.quiet)
-    import jax
+        import jax
+        sink = None
+        if (args.tensorboard or args.wandb) and jax.process_index() == 0:
+            sink = sinks.SweepSink(args.out, spec.to_dict(), args.tensorboard, args.wandb, args.wandb_mode)
+        try:
+            result = sweeps.run_sweep(spec, args.out, chunk_size=args.chunk_size, memory_budget=budget,
+                                      max_chunks=args.max_chunks, overwrite=args.overwrite, progress=not args.quiet,
+                                      sink=sink)
+        finally:
+            if sink is not None:
+                sink.close()
     if jax.process_index() == 0:
         if result.complete:
             print(f"{len(result.rows)} runs; points ranked by IQM of the final return over seeds (95% bootstrap CI):")
@@ -87,5 +97,11 @@ def add_parser(sub) -> None:
     p.add_argument("--num-processes", type=int, default=None, help="processes in all (or JAX_NUM_PROCESSES)")
     p.add_argument("--process-id", type=int, default=None, help="this process, 0-based (or JAX_PROCESS_ID)")
     p.add_argument("--init-timeout", type=float, default=60.0, help="seconds to wait for the coordinator")
+    p.add_argument("--tensorboard", metavar="DIR", help="also log every member to TensorBoard: its learning curve "
+                                                        "and summary, one run per member in DIR/OUT_NAME/; needs "
+                                                        "tensorboardX")
+    p.add_argument("--wandb", metavar="PROJECT", help="also log every member's row to this Weights & Biases "
+                                                      "project, one W&B run per sweep; needs wandb")
+    p.add_argument("--wandb-mode", choices=("online", "offline", "disabled"), help="wandb.init's mode")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.set_defaults(func=sweep, positive=("chunk_size", "max_chunks", "cpu_devices"))

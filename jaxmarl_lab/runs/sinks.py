@@ -309,6 +309,50 @@ def write_member_curve(log_dir: str, run_name: str, env_steps: Sequence[int] | n
     return path
 
 
-__all__ = ["MetricSink", "SinkFactory", "require", "check_available", "run_name", "prepare_sinks", "FanOut",
+class SweepSink:
+    """The sinks of a sweep: each finished member as it is written (process 0, after every chunk).
+
+    TensorBoard: one run per member, `DIR/<sweep name>/p<point>_seed<seed index>`, holding its learning
+    curve (`episode_return` over environment steps) and, at the last step, `summary/final_return`,
+    `summary/mean_return` and `summary/greedy_return` (the HPARAMS tab's columns, against the swept
+    values). W&B: one run per sweep (id from the sweep folder, `resume="allow"`), one `wandb.log` per
+    member: `member/<column>` of its row (swept values, seed, summaries), `step` = members logged so far.
+    """
+
+    def __init__(self, out_dir: str, config: Mapping, tensorboard: str | None = None,
+                 wandb_project: str | None = None, wandb_mode: str | None = None):
+        check_available(tensorboard, wandb_project)
+        self.tensorboard = None if tensorboard is None else os.path.join(tensorboard, run_name(out_dir))
+        self.run = None
+        if wandb_project is not None:
+            wandb = require("wandb")
+            kwargs = {"project": wandb_project, "name": run_name(out_dir), "config": dict(config),
+                      "id": wandb_run_id(out_dir), "resume": "allow", **({"mode": wandb_mode} if wandb_mode else {})}
+            try:
+                self.run = wandb.init(**kwargs)
+            except Exception as e:
+                raise ValueError(f"--wandb {wandb_project!r}: wandb.init failed ({type(e).__name__}: {e}); log in "
+                                 f"with `wandb login`, or use --wandb-mode offline") from e
+        self.logged = 0
+
+    def write(self, rows: Sequence[dict], curves: Sequence[dict], keys: Sequence[str]) -> None:
+        """`rows` and their `curves` (`sweeps.report` lines) of the members a chunk finished; `keys`: the swept names."""
+        for row, curve in zip(rows, curves):
+            if self.tensorboard is not None:
+                summary = {k: row[k] for k in ("final_return", "mean_return", "greedy_return") if k in row}
+                write_member_curve(self.tensorboard, f"p{row['point']:04d}_seed{row['seed_index']}",
+                                   curve["env_steps"], {"episode_return": curve["episode_return"]},
+                                   {**{k: row[k] for k in keys}, "seed": row["seed"]}, summary)
+            if self.run is not None:
+                self.logged += 1
+                self.run.log({f"member/{k}": v for k, v in row.items() if isinstance(v, (int, float, str))},
+                             step=self.logged)
+
+    def close(self) -> None:
+        if self.run is not None:
+            self.run.finish()
+
+
+__all__ = ["SweepSink", "MetricSink", "SinkFactory", "require", "check_available", "run_name", "prepare_sinks", "FanOut",
            "per_seed_scalars", "TensorBoardSink", "WandbSink", "wandb_run_id", "flat_hparams", "write_hparams",
            "write_member_curve"]

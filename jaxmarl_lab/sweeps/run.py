@@ -395,7 +395,7 @@ def _plan_groups(groups: list[Group], done: np.ndarray, num_devices: int, memory
 
 def run_sweep(spec: SweepSpec, out_dir: str, *, chunk_size: int | None = None, memory_budget: int | None = None,
               max_chunks: int | None = None, overwrite: bool = False, progress: bool | Callable = True,
-              devices: list | None = None) -> SweepResult:
+              devices: list | None = None, sink: Any = None) -> SweepResult:
     """Trains every (point, seed) of `spec`, one compiled program per group, and writes the results.
 
     Everything that can be refused is checked before anything is compiled: the search, the
@@ -412,6 +412,8 @@ def run_sweep(spec: SweepSpec, out_dir: str, *, chunk_size: int | None = None, m
         overwrite: ignore rows already in `out_dir`.
         progress: print a line per chunk to stderr (process 0), or a callable taking that line.
         devices: the mesh's devices (default `jax.devices()`, every process's).
+        sink: process 0 calls `sink.write(rows, curves, swept names)` with the members of every chunk
+            (`runs.sinks.SweepSink`: TensorBoard, W&B), after they are written to `out_dir`.
 
     Raises:
         ValueError: bad search space or values, a results.json that is not a sweep's results
@@ -439,7 +441,7 @@ def run_sweep(spec: SweepSpec, out_dir: str, *, chunk_size: int | None = None, m
         raise
     try:
         return _train_groups(spec, dims, points, groups, plans, devices, out_dir, rows, done, max_chunks, progress,
-                             chunk_size)
+                             chunk_size, sink)
     finally:
         if folder is not None:
             folder.close()
@@ -447,7 +449,7 @@ def run_sweep(spec: SweepSpec, out_dir: str, *, chunk_size: int | None = None, m
 
 def _train_groups(spec: SweepSpec, dims: list[Dimension], points: list[dict], groups: list[Group], plans: list,
                   devices: list, out_dir: str, rows: list, done: np.ndarray, max_chunks: int | None,
-                  progress: bool | Callable, chunk_size: int | None) -> SweepResult:
+                  progress: bool | Callable, chunk_size: int | None, sink: Any = None) -> SweepResult:
     """The chunks of `run_sweep`, the rows, curves and best member written after each, the outputs once complete."""
     mesh = jax.sharding.Mesh(np.asarray(devices), (AXIS,))
     sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(AXIS))
@@ -517,6 +519,8 @@ def _train_groups(spec: SweepSpec, dims: list[Dimension], points: list[dict], gr
                                                    member)
                     best = float(scores[j])
                 sweep_report.write_partial(out_dir, spec, rows, complete=False)
+                if sink is not None:
+                    sink.write(new_rows, new_curves, [d.key for d in dims])
             run_s += time.perf_counter() - tick
             say(_progress_line(label, c, num_chunks, time.perf_counter() - tick, finished, total, trained, run_s,
                                time.perf_counter() - start))
