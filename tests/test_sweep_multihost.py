@@ -111,3 +111,34 @@ def test_two_processes_equal_one_process(single, tmp_path):
     with open(tmp_path / "process0" / "results.json") as f:
         written = json.load(f)
     assert written["complete"] and written["processes"] == 2 and len(written["rows"]) == 6
+
+
+def test_two_processes_through_the_command_equal_one_process(single, tmp_path):
+    """`jaxmarl-lab sweep --coordinator ... --num-processes 2 --process-id I`, as README shows it: nothing touches
+    JAX before `jax.distributed.initialize`; process 0 writes the rows of one process and the best member."""
+    port = _free_port()
+    config = tmp_path / "sweep.json"
+    config.write_text(json.dumps(SPEC))
+    env = {k: v for k, v in _env().items() if k != "XLA_FLAGS"}
+    procs = [subprocess.Popen([sys.executable, "-m", "jaxmarl_lab", "sweep", "--config", str(config), "--out",
+                               str(tmp_path / "out"), "--chunk-size", "1", "--coordinator", f"127.0.0.1:{port}",
+                               "--num-processes", "2", "--process-id", str(i)], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for i in range(2)]
+    logs = []
+    try:
+        for proc in procs:
+            logs.append(proc.communicate(timeout=TIMEOUT_S)[0])
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert [p.returncode for p in procs] == [0, 0], "\n".join(log[-2000:] for log in logs)
+    assert "on 2 device(s)" in logs[0] and "6 runs; points ranked" in logs[0]
+    with open(tmp_path / "out" / "results.json") as f:
+        written = json.load(f)
+    assert written["complete"] and written["processes"] == 2
+    assert_rows_close(written["rows"], single)
+    best = max(written["rows"], key=lambda r: r["greedy_return"])
+    with open(tmp_path / "out" / "best_member" / "config.json") as f:
+        assert json.load(f)["seed"] == best["seed"]
