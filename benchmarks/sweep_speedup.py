@@ -16,6 +16,12 @@ iterations). Two ways:
     python benchmarks/sweep_speedup.py            # full: 64 points x 4 seeds
     python benchmarks/sweep_speedup.py --cpu-devices 2   # the sweep sharded over 2 host devices
     python benchmarks/sweep_speedup.py --quick    # smoke run: 4 points x 2 seeds, 2,000 steps
+    python benchmarks/sweep_speedup.py --command-devices 1,2   # + `jaxmarl-lab sweep --cpu-devices N` timed
+
+`--command-devices` adds the scaling rows through the command line: the same sweep written to a
+sweep file and run as `python -m jaxmarl_lab sweep --config F --cpu-devices N --chunk-size C`
+in a fresh process per N (wall time of the process: start-up, compile, training, files).
+The members skip the greedy evaluation (`eval_episodes` 0), so every way times training alone.
 
 Writes benchmarks/results/sweep_speedup.json (or `--json`). Timings are wall-clock on
 whatever else the machine is doing; the load average is recorded.
@@ -44,7 +50,7 @@ def make_spec(points: int, seeds: int, steps: int) -> sweeps.SweepSpec:
     return sweeps.SweepSpec.from_dict({
         "env": "particle-spread", "env_kwargs": {"num_agents": 3}, "learner": "iql",
         "runner": {"num_envs": 16, "rollout_len": 25, "total_env_steps": steps, "buffer_capacity": 2000},
-        "seed": 0, "num_seeds": seeds, "mode": "random", "num_samples": points, "sample_seed": 0,
+        "seed": 0, "num_seeds": seeds, "mode": "random", "num_samples": points, "sample_seed": 0, "eval_episodes": 0,
         "search": {"lr": {"log_uniform": [1e-4, 3e-3]}, "eps_decay_steps": {"uniform": [2000.0, 20000.0]},
                    "gamma": {"uniform": [0.9, 0.99]}}})
 
@@ -71,10 +77,10 @@ def run_point(spec: sweeps.SweepSpec, p: int) -> dict:
     compiled = jax.jit(jax.vmap(member)).lower(keys, hparams).compile()
     compile_s = time.perf_counter() - start
     start = time.perf_counter()
-    out = jax.block_until_ready(compiled(keys, hparams))
+    summary, _, _ = jax.block_until_ready(compiled(keys, hparams))
     run_s = time.perf_counter() - start
     return {"point": p, "compile_s": compile_s, "run_s": run_s,
-            "final_returns": np.asarray(out["final_return"]).tolist()}
+            "final_returns": np.asarray(summary["final_return"]).tolist()}
 
 
 def run_separately(args: argparse.Namespace, num_points: int, env: dict) -> dict:
@@ -96,6 +102,27 @@ def run_separately(args: argparse.Namespace, num_points: int, env: dict) -> dict
             "final_returns": finals}
 
 
+def run_command(spec: sweeps.SweepSpec, devices: int, chunk_size: int, env: dict) -> dict:
+    """`python -m jaxmarl_lab sweep --cpu-devices N` in a fresh process, timed from outside."""
+    with tempfile.TemporaryDirectory() as tmp:
+        config = os.path.join(tmp, "sweep.json")
+        with open(config, "w") as f:
+            json.dump(spec.to_dict(), f)
+        command = [sys.executable, "-m", "jaxmarl_lab", "sweep", "--config", config, "--out", os.path.join(tmp, "out"),
+                   "--cpu-devices", str(devices), "--chunk-size", str(chunk_size)]
+        start = time.perf_counter()
+        done = subprocess.run(command, capture_output=True, text=True, env=env)
+        wall = time.perf_counter() - start
+        if done.returncode != 0:
+            raise SystemExit(f"{' '.join(command)} failed:\n{done.stderr[-3000:]}")
+        with open(os.path.join(tmp, "out", "results.json")) as f:
+            results = json.load(f)
+    print(f"command: --cpu-devices {devices}: {wall:.1f} s (compile {results['compile_seconds']:.1f} s, "
+          f"run {results['run_seconds']:.1f} s)", flush=True)
+    return {"devices": results["devices"], "wall_s": wall, "compile_s": results["compile_seconds"],
+            "run_s": results["run_seconds"], "chunk_size_per_device": chunk_size}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="4 points x 2 seeds x 2,000 steps")
@@ -109,6 +136,8 @@ def main() -> None:
                              "--xla_force_host_platform_device_count); the separate trials keep one device")
     parser.add_argument("--separate-points", type=int, default=None,
                         help="time only this many separate calls (evenly spaced) and extrapolate to all points")
+    parser.add_argument("--command-devices", default=None, metavar="N,M",
+                        help="also time `jaxmarl-lab sweep --cpu-devices N` (and M...) in fresh processes")
     parser.add_argument("--json", default="benchmarks/results/sweep_speedup.json")
     parser.add_argument("--worker", type=int, default=None, metavar="P",
                         help="internal: run point P as one separate trial and print its timings as JSON")
@@ -124,6 +153,11 @@ def main() -> None:
         add_xla_flag(f"--xla_force_host_platform_device_count={args.cpu_devices}")
     measured = min(args.separate_points or args.points, args.points)
     load_before = os.getloadavg()
+    command_rows = []
+    for devices in ([int(n) for n in args.command_devices.split(",")] if args.command_devices else []):
+        # the same per-device chunk: all of a device's share in one chunk, whatever the device count
+        command_rows.append(run_command(spec, devices, args.chunk_size, {k: v for k, v in worker_env.items()
+                                                                          if k != "XLA_FLAGS"}))
     one = run_one_program(spec, args.chunk_size)
     sep = run_separately(args, measured, worker_env)
     scale = args.points / measured
@@ -151,6 +185,10 @@ def main() -> None:
         "speedup_vs_compile_and_run_only": in_process_total / one["total_s"],
         "max_abs_diff_final_return_sweep_vs_separate": max(diffs) if diffs else None,
     }
+    if command_rows:
+        base = command_rows[0]["wall_s"]
+        report["command"] = [{**row, "speedup_vs_separate": separate_total / row["wall_s"],
+                              "scaling_vs_first": base / row["wall_s"]} for row in command_rows]
     print(json.dumps({k: v for k, v in report.items() if k != "task"}, indent=1))
     os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
     with open(args.json, "w") as f:
