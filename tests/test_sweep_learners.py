@@ -179,3 +179,20 @@ def test_sweep_tensorboard_and_wandb_mirror_every_member(one_step_sweep, tmp_pat
     assert len(fake.inits) == 1 and fake.inits[0]["name"] == "out" and fake.finished == 1
     assert [values["member/greedy_return"] for _, values in fake.logs] == [r["greedy_return"] for r in rows]
     assert [values["member/lr"] for _, values in fake.logs] == [r["lr"] for r in rows]
+
+
+def test_readme_critic_sweep_file_is_the_mappo_vs_ippo_comparison(tmp_path):
+    """README's critics.toml, as written: 2 learners x 2 learning rates x 8 seeds, one program per learner."""
+    import pathlib
+    import re
+
+    readme = (pathlib.Path(__file__).resolve().parent.parent / "README.md").read_text()
+    (block,) = re.findall(r"```toml\n(# critics.toml.*?)```", readme, re.S)
+    path = tmp_path / "critics.toml"
+    path.write_text(block)
+    spec = sweep.load_sweep(str(path))
+    dims = sweep.parse_search(spec)
+    groups = sweep.make_groups(spec, dims, sweep.expand_points(spec, dims))
+    assert [g.built.learner_config.critic for g in groups] == ["centralized", "independent"]
+    assert [len(g.points) for g in groups] == [2, 2] and spec.base.num_seeds == 8
+    assert spec.base.env == "particle-spread"

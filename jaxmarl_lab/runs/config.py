@@ -236,7 +236,7 @@ def build(run: RunConfig) -> Built:
         if unknown:
             raise ValueError(f"unknown env_params fields {sorted(unknown)} for {run.env!r}; valid: {valid}")
         params = env.default_params(**run.env_params)  # validated and converted to arrays
-    learner_config = _dataclass_from(entry.config_cls, {**entry.config_defaults, **run.config},
+    learner_config = _dataclass_from(entry.config_cls, {**entry.config_defaults, **entry.fixed, **run.config},
                                      entry.config_cls.__name__)
     learner = entry.make(env.spec, learner_config)
     hparams = entry.hparams_cls.create(**{**entry.hparams_defaults, **run.hparams})
