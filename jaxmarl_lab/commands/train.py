@@ -9,12 +9,13 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
 import sys
 
-from jaxmarl_lab.runs.config import LEARNERS, RunConfig, build, learner_names, load_run_config
+from jaxmarl_lab.runs.config import RunConfig, build, learner_names, load_run_config
 
 SECTIONS = ("env_kwargs", "env_params", "config", "hparams", "runner")
 _RUN_FLAGS = ("config", "env", "learner", "set", "seeds", "seed", "steps", "run_dir", "overwrite", "memory_budget_mb")
@@ -114,7 +115,7 @@ def _epilog() -> str:
     default = RunConfig().to_dict()
     lines = ["default run (no flags):",
              f"  env {default['env']} {default['env_kwargs']}, learner {default['learner']}, seed 0, 1 seed",
-             f"  config:  {dict(sorted(LEARNERS['mappo'].config_defaults.items()))}",
+             f"  config:  {dataclasses.asdict(built.learner_config)}",
              f"  hparams: {built.hparams._asdict()}",
              f"  runner:  num_envs={built.runner.num_envs} rollout_len={built.runner.rollout_len} "
              f"total_env_steps={built.runner.total_env_steps:,}",
