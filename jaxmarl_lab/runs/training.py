@@ -19,11 +19,13 @@ A run directory holds `config.json` (a RunConfig, usable with `train --config`),
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
 import sys
 import time
+import warnings
 from typing import Any, Callable, NamedTuple, TextIO
 
 import jax
@@ -31,7 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxmarl_lab.runner import RunnerState, make_runner
-from jaxmarl_lab.runs import memory, plots
+from jaxmarl_lab.runs import diagnostics, memory, plots, scoring
 from jaxmarl_lab.runs.checkpoint import config_hash, load_checkpoint, read_meta, save_checkpoint
 from jaxmarl_lab.runs.config import Built, RunConfig, build, load_run_config, save_run_config, seed_keys
 from jaxmarl_lab.runs.files import DirLock, atomic_write_json, atomic_write_text, describe_os_error, remove_temp_files
@@ -41,6 +43,8 @@ from jaxmarl_lab.types import LearnerState
 from jaxmarl_lab.validation import check_positive_int
 
 _RUNNER_METRICS = ("episode_return", "episode_length", "episodes", "env_steps")
+END_EPISODES = 32  # episodes per seed of the greedy evaluation at the end of a run
+END_EVAL_SEED = 10_000  # its key, `jaxmarl-lab eval`'s default seed
 
 
 class NonFiniteError(RuntimeError):
@@ -52,11 +56,18 @@ class CheckpointWriteError(OSError):
 
 
 class TrainResult(NamedTuple):
+    """What a run did; every return is per agent (each agent's rewards summed over an episode, averaged
+    over agents), the scale of `metrics.jsonl`, `jaxmarl-lab eval`, the sweep and README's tables."""
+
     run_dir: str  # the run directory written
     iterations: int  # iterations done per seed
     env_steps: int  # environment steps per seed
     final_return: list  # (S,) mean training episode return of each seed over the last chunk
     seconds: float  # wall time of this call, compilation included
+    greedy_return: list | None = None  # (S,) greedy return of each seed at the end (END_EPISODES episodes)
+    random_return: float | None = None  # uniformly random actions' return on the same episodes
+    optimum: float | None = None  # the exact optimum of the same episodes, where the env knows it
+    warnings: tuple = ()  # messages of `runs.diagnostics`: schedules, values, greedy vs random
 
 
 class Training(NamedTuple):
@@ -177,6 +188,8 @@ def train_run(run: RunConfig, run_dir: str, *, chunk_updates: int | None = None,
     n = built.runner.num_iterations
     k = default_chunk_updates(n) if chunk_updates is None else check_positive_int("chunk_updates", chunk_updates)
     check_memory(built, run.num_seeds, memory_budget)
+    notes = _Notes(progress, stream)
+    notes.add(diagnostics.schedule_warnings(built.hparams, n * built.runner.steps_per_iteration))
     training = make_training(run, built)
     jax.eval_shape(training.init)  # traces the learner and env: a bad value fails here, before any file changes
     if progress and n * built.runner.steps_per_iteration != built.runner.total_env_steps:
@@ -193,8 +206,8 @@ def train_run(run: RunConfig, run_dir: str, *, chunk_updates: int | None = None,
             lock.release()
             raise
     with lock:
-        return _finish(training, run_dir, _loop(training, training.init(), 0, k, run_dir, progress, stream),
-                       plot, start)
+        return _finish(training, run_dir, _loop(training, training.init(), 0, k, run_dir, progress, stream, notes),
+                       plot, start, notes)
 
 
 def resume_run(run_dir: str, *, progress: bool = True, plot: bool = True, stream: TextIO | None = None) -> TrainResult:
@@ -226,7 +239,9 @@ def resume_run(run_dir: str, *, progress: bool = True, plot: bool = True, stream
         trim_metrics(os.path.join(run_dir, METRICS), done)
         if done < n and progress:
             print(f"resuming {run_dir} at iteration {done} of {n}", file=stream or sys.stderr)
-        return _finish(training, run_dir, _loop(training, state, done, k, run_dir, progress, stream), plot, start)
+        notes = _Notes(progress, stream)
+        looped = _loop(training, state, done, k, run_dir, progress, stream, notes)
+        return _finish(training, run_dir, looped, plot, start, notes)
 
 
 def load_run_state(run_dir: str) -> tuple[Built, RunConfig, RunnerState, dict]:
@@ -273,8 +288,10 @@ def load_trained(run_dir: str, seed_index: int = 0) -> tuple[Built, RunConfig, L
 
 # ----- the loop ---------------------------------------------------------------------------
 def _loop(training: Training, state: RunnerState, done: int, k: int, run_dir: str, progress: bool,
-          stream: TextIO | None) -> tuple[RunnerState, int, list]:
+          stream: TextIO | None, notes: "_Notes") -> tuple[RunnerState, int, list]:
     run, runner = training.run, training.built.runner
+    spec, gamma = _bounds_spec(training.built), getattr(training.built.hparams, "gamma", None)
+    values_checked = gamma is None or spec is None
     n, per_iter = runner.num_iterations, runner.steps_per_iteration
     meta = {"run": run.to_dict(), "config_hash": config_hash(run.to_dict()), "num_iterations": n,
             "chunk_updates": k}
@@ -304,6 +321,10 @@ def _loop(training: Training, state: RunnerState, done: int, k: int, run_dir: st
             raise CheckpointWriteError(f"could not write the checkpoint of iteration {done + length} in {run_dir!r} "
                                        f"({describe_os_error(e)}); {kept}: free space, then jaxmarl-lab train "
                                        f"--resume {run_dir}") from None
+        if not values_checked:
+            found = diagnostics.value_warnings(spec, float(np.asarray(gamma)), metrics, done + 1)
+            values_checked = bool(found)  # one warning per run
+            notes.add(found)
         state, done = new_state, done + length
         with np.errstate(all="ignore"), _quiet_nan_warnings():
             last_return = [None if math.isnan(v) else float(v)
@@ -315,12 +336,51 @@ def _loop(training: Training, state: RunnerState, done: int, k: int, run_dir: st
     return state, done, last_return
 
 
-def _finish(training: Training, run_dir: str, looped: tuple, plot: bool, start: float) -> TrainResult:
-    _, done, last_return = looped
+def _finish(training: Training, run_dir: str, looped: tuple, plot: bool, start: float,
+            notes: "_Notes") -> TrainResult:
+    state, done, last_return = looped
     if plot:
         plots.plot_run_dir(run_dir)
     steps = done * training.built.runner.steps_per_iteration
-    return TrainResult(run_dir, done, steps, last_return, time.perf_counter() - start)
+    greedy, random, optimum = end_scores(training.built, state.learner)
+    notes.add(diagnostics.greedy_warnings(float(np.mean(greedy)), random, optimum))
+    return TrainResult(run_dir, done, steps, last_return, time.perf_counter() - start, greedy, random, optimum,
+                       tuple(notes.messages))
+
+
+def end_scores(built: Built, learner_states: Any, episodes: int = END_EPISODES,
+               seed: int = END_EVAL_SEED) -> tuple[list, float, float | None]:
+    """`(greedy (S,), random, optimum or None)`: mean per-agent returns on the same `episodes` episodes of
+    the greedy policy of each seed's learner state, of uniformly random actions, and the env's optimum."""
+    key = jax.random.PRNGKey(seed)
+    greedy = scoring.evaluate_state(built, learner_states, key, episodes)["returns"].mean(axis=1)
+    random = float(scoring.random_returns(built, key, episodes).mean())
+    optimum, _ = scoring.optimal_returns(built.env, built.env_params, key, episodes)
+    return [float(g) for g in greedy], random, None if optimum is None else float(np.mean(optimum))
+
+
+def _bounds_spec(built: Built):
+    """The env's spec with the reward bounds of the run's params (None if the env has no bounds hook)."""
+    bounds = getattr(built.env, "reward_bounds", None)
+    if bounds is None:
+        return None
+    return dataclasses.replace(built.env.spec, **bounds(built.env_params)._asdict())
+
+
+class _Notes:
+    """The warnings of one run: printed as `warning: ...` lines with progress output, else Python warnings."""
+
+    def __init__(self, progress: bool, stream: TextIO | None):
+        self.progress, self.stream, self.messages = progress, stream, []
+
+    def add(self, messages: list[str]) -> None:
+        for message in messages:
+            self.messages.append(message)
+            if self.progress:
+                stream = self.stream or sys.stderr
+                print(f"{chr(10) if stream.isatty() else ''}warning: {message}", file=stream, flush=True)
+            else:
+                warnings.warn(message, diagnostics.TrainingWarning, stacklevel=3)
 
 
 def _rows(metrics: dict, done: int, per_iter: int) -> list[dict]:
@@ -364,7 +424,6 @@ class _quiet_nan_warnings:
     """Silences 'Mean of empty slice' for chunks in which no episode ended."""
 
     def __enter__(self):
-        import warnings
         self._ctx = warnings.catch_warnings()
         self._ctx.__enter__()
         warnings.simplefilter("ignore", RuntimeWarning)
