@@ -206,7 +206,8 @@ class Environment(abc.ABC, Generic[State, Params]):
     def default_bounds(self) -> dict[str, Any]:
         """`reward_bounds(default_params())` as `EnvSpec` fields, computed once per environment object."""
         if "_default_bounds" not in self.__dict__:
-            self.__dict__["_default_bounds"] = self.reward_bounds(self.default_params())._asdict()
+            with jax.ensure_compile_time_eval():  # `spec` is also read while tracing: the params stay concrete
+                self.__dict__["_default_bounds"] = self.reward_bounds(self.default_params())._asdict()
         return self.__dict__["_default_bounds"]
 
     def describe_optimum(self, params: Params) -> str | None:

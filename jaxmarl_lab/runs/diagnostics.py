@@ -57,10 +57,14 @@ def schedule_warnings(hparams: Any, total_env_steps: int) -> list[str]:
 
 def value_bounds(spec: EnvSpec, gamma: float) -> tuple[float, float, float]:
     """`(low, high, margin)`: the per-agent value range of `spec` at `gamma` (`EnvSpec.value_range`) and the
-    margin past it that counts as clearly beyond: the larger of 1 and half the range's largest magnitude."""
+    margin past it that counts as clearly beyond: ten times the range's largest finite magnitude, at least 10.
+
+    The margin is wide on purpose: an untrained QMIX mixer already outputs values of a few units (4.4 per
+    agent on the lesson grid, whose returns are at most 0.99), while values that diverge run to hundreds.
+    """
     low, high = spec.value_range(gamma)
     finite = [abs(x) for x in (low, high) if math.isfinite(x)]
-    return low, high, max([1.0] + [0.5 * x for x in finite])
+    return low, high, 10.0 * max([1.0] + finite)
 
 
 def value_warnings(spec: EnvSpec, gamma: float, metrics: dict, first_iteration: int = 1) -> list[str]:
