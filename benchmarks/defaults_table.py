@@ -71,7 +71,7 @@ def target(task: str, greedy: np.ndarray, random: float, reference: float | None
         return f"optimum in {hits}/{len(greedy)} seeds", hits == len(greedy)
     if task.startswith("rendezvous"):
         gap = (reference - mean) / abs(reference - random)
-        return f"{100 * gap:.1f}% of random -> optimum left (target <= 2%)", gap <= 0.02
+        return f"{100 * gap:.2f}% of random -> optimum left (target <= 2%)", gap <= 0.02
     if task.startswith("spread"):
         return f"{mean:.2f} per agent (target >= -12)", mean >= -12.0
     if reference is None:
