@@ -1,14 +1,13 @@
-"""Scores of learner states on fixed episodes: greedy returns, uniformly random actions' and the exact optimum.
+"""Scores of learner states on fixed episodes: greedy returns and the exact optimum of the same episodes.
 
     out = evaluate_state(built, learner_states, key, episodes)    # greedy returns (S, K), lengths, finished
-    random = random_returns(built, key, episodes)                  # (K,) uniformly random actions
     optimum, how = optimal_returns(built.env, built.env_params, key, episodes)
 
-All of them play the same K episode starts for a given key (common random numbers): the first
-episode of each of K environments reset with the first half of `jax.random.split(key)`, as
+Both play the same K episode starts for a given key (common random numbers): the first episode
+of each of K environments reset with the first half of `jax.random.split(key)`, as
 `runner.run_episodes` does. Returns are per agent (each agent's rewards summed over the episode,
-averaged over agents). `runs.evaluation` (`jaxmarl-lab eval`) and the end of `runs.training`
-(the greedy score next to the training return) read these.
+averaged over agents). `runs.evaluation` (`jaxmarl-lab eval`) reads these; the end of a training
+run (`runs.training.end_scores`) scores the same way inside its compiled cache.
 """
 
 from __future__ import annotations
@@ -18,9 +17,8 @@ from typing import Any
 import jax
 import numpy as np
 
-from jaxmarl_lab.baselines import as_policy, random_policy
 from jaxmarl_lab.envs.core import Environment
-from jaxmarl_lab.runner import make_evaluate, run_episodes
+from jaxmarl_lab.runner import make_evaluate
 from jaxmarl_lab.types import EnvProtocol
 from jaxmarl_lab.validation import check_positive_int
 
@@ -57,12 +55,3 @@ def evaluate_state(built, learner_states: Any, key: jax.Array, episodes: int) ->
                              built.env_params)
     out = jax.jit(jax.vmap(evaluate, in_axes=(None, 0)))(key, learner_states)
     return {k: np.asarray(v) for k, v in jax.device_get(out).items()}
-
-
-def random_returns(built, key: jax.Array, episodes: int) -> np.ndarray:
-    """Per-agent returns `(K,)` of uniformly random actions (`baselines.random_policy`) on the episodes of `key`."""
-    episodes = check_positive_int("episodes", episodes)
-    policy, carry = as_policy(random_policy(built.env.spec))
-    steps = horizon(built.env, built.env_params)
-    play = jax.jit(lambda key: run_episodes(built.env, policy, carry, key, episodes, steps, built.env_params))
-    return np.asarray(jax.device_get(play(key)["returns"]))

@@ -32,7 +32,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxmarl_lab.runner import RunnerState, make_runner
+from jaxmarl_lab.baselines import as_policy, random_policy
+from jaxmarl_lab.runner import RunnerState, make_evaluate, make_runner, run_episodes
 from jaxmarl_lab.runs import diagnostics, memory, plots, scoring
 from jaxmarl_lab.runs.checkpoint import config_hash, load_checkpoint, read_meta, save_checkpoint
 from jaxmarl_lab.runs.config import Built, RunConfig, build, load_run_config, save_run_config, seed_keys
@@ -71,12 +72,14 @@ class TrainResult(NamedTuple):
 
 
 class Training(NamedTuple):
-    """The jitted pieces of one run: `init() -> state (S, ...)`, `chunk(state, k) -> (state, metrics (k, S))`."""
+    """The jitted pieces of one run: `init() -> state (S, ...)`, `chunk(state, k) -> (state, metrics (k, S))`,
+    and `score(key, learner_states)`: the end-of-run scores (`end_scores`)."""
 
     built: Built  # env, learner, runner config and hparams of the run
     run: RunConfig  # the run config it was built from
     init: Callable[[], RunnerState]  # jitted; RunnerState with a leading (S,) seed axis
     chunk: Callable[[RunnerState, int], tuple[RunnerState, dict]]  # jitted, k static; metrics (k, S)
+    score: Callable[[jax.Array, Any], tuple]  # jitted; greedy (S, K), random (K,), the K episode starts
 
 
 def make_training(run: RunConfig, built: Built | None = None) -> Training:
@@ -96,16 +99,27 @@ def make_training(run: RunConfig, built: Built | None = None) -> Training:
         if len(_COMPILED) >= 8:
             _COMPILED.pop(next(iter(_COMPILED)))
         _COMPILED[key] = _jitted_functions(built)
-    init, chunk = _COMPILED[key]
-    return Training(built, run, lambda: init(jnp.asarray(seed_keys(run.seed, run.num_seeds)), built.hparams), chunk)
+    init, chunk, score = _COMPILED[key]
+    return Training(built, run, lambda: init(jnp.asarray(seed_keys(run.seed, run.num_seeds)), built.hparams), chunk,
+                    score)
 
 
-_COMPILED: dict[str, tuple[Callable, Callable]] = {}
+_COMPILED: dict[str, tuple[Callable, Callable, Callable]] = {}
 
 
-def _jitted_functions(built: Built) -> tuple[Callable, Callable]:
-    """`init(keys (S, 2), hparams) -> state (S, ...)` and `chunk(state, k)`, both jitted."""
+def _jitted_functions(built: Built) -> tuple[Callable, Callable, Callable]:
+    """`init(keys (S, 2), hparams) -> state (S, ...)`, `chunk(state, k)` and `score(key, learner_states)`, jitted."""
     runner = make_runner(built.env, built.learner, built.runner, built.env_params)
+    steps = scoring.horizon(built.env, built.env_params)
+    evaluate = make_evaluate(built.env, built.learner, END_EPISODES, steps, built.env_params)
+    random, carry = as_policy(random_policy(built.env.spec))
+
+    def score(key: jax.Array, learner_states: Any) -> tuple:
+        """Greedy returns `(S, K)`, random actions' `(K,)` and the K starts, all on the episodes of `key`."""
+        greedy = jax.vmap(evaluate, in_axes=(None, 0))(key, learner_states)["returns"]
+        played = run_episodes(built.env, random, carry, key, END_EPISODES, steps, built.env_params)["returns"]
+        starts = built.env.reset_batch(jax.random.split(key)[0], built.env_params, END_EPISODES)[0]
+        return greedy, played, starts
 
     def checked_iterate(state: RunnerState) -> tuple[RunnerState, dict]:
         # `LearnerState.updates` tells whether the iteration updated (only then do its losses count).
@@ -126,7 +140,7 @@ def _jitted_functions(built: Built) -> tuple[Callable, Callable]:
     def chunk(state: RunnerState, length: int) -> tuple[RunnerState, dict]:
         return jax.lax.scan(lambda s, _: jax.vmap(checked_iterate)(s), state, None, length=length)
 
-    return jax.jit(init), jax.jit(chunk, static_argnums=1)
+    return jax.jit(init), jax.jit(chunk, static_argnums=1), jax.jit(score)
 
 
 def check_memory(built: Built, num_seeds: int, budget: int | None = None) -> None:
@@ -342,21 +356,23 @@ def _finish(training: Training, run_dir: str, looped: tuple, plot: bool, start: 
     if plot:
         plots.plot_run_dir(run_dir)
     steps = done * training.built.runner.steps_per_iteration
-    greedy, random, optimum = end_scores(training.built, state.learner)
+    greedy, random, optimum = end_scores(training, state.learner)
     notes.add(diagnostics.greedy_warnings(float(np.mean(greedy)), random, optimum))
     return TrainResult(run_dir, done, steps, last_return, time.perf_counter() - start, greedy, random, optimum,
                        tuple(notes.messages))
 
 
-def end_scores(built: Built, learner_states: Any, episodes: int = END_EPISODES,
-               seed: int = END_EVAL_SEED) -> tuple[list, float, float | None]:
-    """`(greedy (S,), random, optimum or None)`: mean per-agent returns on the same `episodes` episodes of
-    the greedy policy of each seed's learner state, of uniformly random actions, and the env's optimum."""
-    key = jax.random.PRNGKey(seed)
-    greedy = scoring.evaluate_state(built, learner_states, key, episodes)["returns"].mean(axis=1)
-    random = float(scoring.random_returns(built, key, episodes).mean())
-    optimum, _ = scoring.optimal_returns(built.env, built.env_params, key, episodes)
-    return [float(g) for g in greedy], random, None if optimum is None else float(np.mean(optimum))
+def end_scores(training: Training, learner_states: Any, seed: int = END_EVAL_SEED) -> tuple[list, float, float | None]:
+    """`(greedy (S,), random, optimum or None)`: mean per-agent returns on the same `END_EPISODES` episodes
+    of the greedy policy of each seed's learner state and of uniformly random actions
+    (`baselines.random_policy`), and the env's optimum of those episodes (`Environment.optimal_returns`).
+
+    Compiled once per run shape, with the training chunk (`make_training`'s cache)."""
+    built = training.built
+    greedy, random, starts = jax.device_get(training.score(jax.random.PRNGKey(seed), learner_states))
+    optimum, _ = built.env.optimal_returns(built.env_params, starts)
+    return ([float(g) for g in np.asarray(greedy).mean(axis=1)], float(np.mean(random)),
+            None if optimum is None else float(np.mean(optimum)))
 
 
 def _bounds_spec(built: Built):
