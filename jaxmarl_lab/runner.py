@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxmarl_lab.replay import BufferState, make_buffer
-from jaxmarl_lab.types import EnvProtocol, HParams, Learner, LearnerState, Policy, TimeStep, Transition
+from jaxmarl_lab.types import EnvProtocol, EnvSpec, HParams, Learner, LearnerState, Policy, TimeStep, Transition
 from jaxmarl_lab.validation import check_positive_int
 
 MAX_ENV_STEPS = 2**31 - 1  # learner states count environment steps per seed in int32
@@ -82,9 +82,9 @@ class Runner(NamedTuple):
 def check_learner_fits(env: EnvProtocol, learner: Learner) -> None:
     """Refuses a learner built for another environment than `env` (compares `learner.spec` with `env.spec`).
 
-    Every `EnvSpec` field but `name` is compared: the sizes, the action kind and the action bounds
-    shape the learner's networks and actions, the registry name does not. A learner whose `spec` is
-    None (built by hand) is not checked.
+    The fields in `EnvSpec.SHAPE_FIELDS` are compared: the sizes, the action kind and the action
+    bounds shape the learner's networks and actions; the name, task and reward bounds do not. A
+    learner whose `spec` is None (built by hand) is not checked.
 
     Raises:
         ValueError: naming each differing field with the learner's and the env's value.
@@ -93,7 +93,7 @@ def check_learner_fits(env: EnvProtocol, learner: Learner) -> None:
         return
     diffs = [f"{f.name} {getattr(learner.spec, f.name)!r} (learner) vs {getattr(env.spec, f.name)!r} (env)"
              for f in dataclasses.fields(learner.spec)
-             if f.name != "name" and getattr(learner.spec, f.name) != getattr(env.spec, f.name)]
+             if f.name in EnvSpec.SHAPE_FIELDS and getattr(learner.spec, f.name) != getattr(env.spec, f.name)]
     if diffs:
         raise ValueError(f"learner was built for a different environment: {', '.join(diffs)}")
 

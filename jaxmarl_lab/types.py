@@ -49,6 +49,15 @@ class TimeStep(NamedTuple):
         return self.terminated | self.truncated
 
 
+class RewardBounds(NamedTuple):
+    """What an environment's params allow one agent to receive (the reward fields of `EnvSpec`)."""
+
+    reward_low: float  # lowest reward of one agent in one step (-inf if unbounded)
+    reward_high: float  # highest reward of one agent in one step (+inf if unbounded)
+    max_return: float  # largest return of one agent from any state, also past a truncation
+    max_steps: int  # episode length before truncation
+
+
 @dataclasses.dataclass(frozen=True)
 class EnvSpec:
     """Static description of an environment, all a learner needs to build itself.
@@ -62,6 +71,18 @@ class EnvSpec:
         action_size: A, the number of discrete choices, or D for continuous actions.
         action_low: lower bound of each continuous action component (-inf if unbounded).
         action_high: upper bound of each continuous action component (+inf if unbounded).
+        task: the variant of the environment that its learners' default settings are tuned
+            for (`learners.defaults`), e.g. "lesson" or "random" layouts of grid-world,
+            "one-step" or "multi-step" rendezvous; "" when there is only one.
+        reward_low: lowest reward one agent can receive in one step (-inf if unbounded).
+        reward_high: highest reward one agent can receive in one step (+inf if unbounded).
+        max_return: largest return one agent can collect from any state, discounted or not,
+            also past a truncation (what a value estimate can never exceed); +inf if unknown.
+        max_steps: steps after which an episode is truncated (0 if unknown).
+
+    The reward fields describe the environment's default params (`RewardBounds` of other
+    params: `Environment.reward_bounds(params)`). Returns everywhere in jaxmarl-lab are
+    per agent: each agent's rewards summed over the episode, averaged over the agents.
     """
 
     name: str
@@ -72,6 +93,28 @@ class EnvSpec:
     action_size: int
     action_low: float = -math.inf
     action_high: float = math.inf
+    task: str = ""
+    reward_low: float = -math.inf
+    reward_high: float = math.inf
+    max_return: float = math.inf
+    max_steps: int = 0
+
+    #: The fields that shape a learner's networks and actions (`runner.check_learner_fits` compares them).
+    SHAPE_FIELDS = ("num_agents", "obs_dim", "state_dim", "action_kind", "action_size", "action_low", "action_high")
+
+    def value_range(self, gamma: float) -> tuple[float, float]:
+        """`(low, high)`: what a per-agent value estimate with discount `gamma` can be.
+
+        high is `max_return`; low is `min(reward_low, 0)` per step over `1 / (1 - gamma)`
+        steps (value targets bootstrap through truncation, so the horizon is the discount's,
+        not the episode's), or over `max_steps` steps when `gamma` is 1 (-inf if unknown).
+        """
+        worst = min(self.reward_low, 0.0)
+        if gamma < 1.0:
+            low = worst / (1.0 - gamma) if worst < 0 else 0.0
+        else:
+            low = worst * self.max_steps if self.max_steps and worst < 0 else (0.0 if worst == 0 else -math.inf)
+        return low, self.max_return
 
     @property
     def is_discrete(self) -> bool:

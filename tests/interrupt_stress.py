@@ -31,9 +31,11 @@ import tempfile
 
 TRAIN = ["train", "--learner", "iql", "--env", "grid-world", "--set", "env_kwargs.layout=lesson",
          "--set", "runner.num_envs=4", "--set", "runner.rollout_len=5", "--set", "runner.buffer_capacity=64",
-         "--set", "runner.batch_size=8", "--steps", "4000", "--chunk-updates", "2", "--no-plot"]
+         "--set", "runner.batch_size=8", "--set", "runner.updates_per_rollout=1",
+         "--steps", "4000", "--chunk-updates", "2", "--no-plot"]
 SWEEP_SPEC = {"env": "grid-world", "env_kwargs": {"layout": "lesson"}, "learner": "iql", "num_seeds": 2,
               "runner": {"num_envs": 4, "rollout_len": 5, "buffer_capacity": 64, "batch_size": 8,
+                         "updates_per_rollout": 1,
                          "total_env_steps": 400},
               "search": {"lr": [1e-3, 3e-3, 1e-2, 3e-2]}}
 

@@ -19,7 +19,8 @@ from tests.helpers import one_error_line
 # The same run as tests/test_training.py's SIGKILL test (one process compiles it once): 40 iterations.
 TINY_FLAGS = ["--learner", "iql", "--env", "grid-world", "--set", "env_kwargs.layout=lesson",
               "--set", "runner.num_envs=4", "--set", "runner.rollout_len=5", "--set", "runner.buffer_capacity=64",
-              "--set", "runner.batch_size=8", "--steps", "800", "--chunk-updates", "1", "--no-progress"]
+              "--set", "runner.batch_size=8", "--set", "runner.updates_per_rollout=1",
+              "--steps", "800", "--chunk-updates", "1", "--no-progress"]
 
 
 @pytest.fixture(scope="module")
@@ -56,6 +57,7 @@ def test_train_eval_and_marl_eval_end_to_end(run_dir, tmp_path, capsys):
     config = json.load(open(os.path.join(run_dir, "config.json")))
     assert config["learner"] == "iql" and config["env_kwargs"] == {"layout": "lesson"}
     assert config["runner"] == {"num_envs": 4, "rollout_len": 5, "buffer_capacity": 64, "batch_size": 8,
+                                "updates_per_rollout": 1,
                                 "total_env_steps": 800}
     out_json = str(tmp_path / "marl.json")
     assert main(["eval", run_dir, "--episodes", "3", "--marl-eval", out_json]) == 0
@@ -113,7 +115,8 @@ def test_list_names_every_env_learner_and_field(capsys):
     for name in envs.registered_names() + learner_names():
         assert re.search(rf"^{name}: ", out, re.M), name
     for field in ("lr=0.0005", "eps_decay_steps=50000.0", "clip_eps=0.2", "tau=0.01", "layout='random'",
-                  "local_ratio=0.5", "coupling=1.0", "hparams.lr=0.003", "learning_starts=0"):
+                  "local_ratio=0.5", "coupling=1.0", "lr=0.003", "learning_starts=0",
+                  "on particle-spread:discrete: hparams.gamma=0.95"):
         assert field in out, field
     assert out.count("obs_last_action=False") == len(envs.registered_names())
 

@@ -29,7 +29,8 @@ from tests.helpers import one_error_line
 # 8 iterations of IQL on the lesson grid, a checkpoint after every one (compiled once per test process).
 FLAGS = ["--learner", "iql", "--env", "grid-world", "--set", "env_kwargs.layout=lesson",
          "--set", "runner.num_envs=4", "--set", "runner.rollout_len=5", "--set", "runner.buffer_capacity=64",
-         "--set", "runner.batch_size=8", "--steps", "160", "--chunk-updates", "1", "--no-progress", "--no-plot"]
+         "--set", "runner.batch_size=8", "--set", "runner.updates_per_rollout=1",
+         "--steps", "160", "--chunk-updates", "1", "--no-progress", "--no-plot"]
 COMMAND = [sys.executable, "-m", "jaxmarl_lab"]
 
 

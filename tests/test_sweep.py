@@ -22,7 +22,6 @@ from scipy import stats
 
 from jaxmarl_lab import cli
 from jaxmarl_lab import stats as lab_stats
-from jaxmarl_lab.learners import ValueHParams
 from jaxmarl_lab.runner import make_train
 from jaxmarl_lab.runs.config import RunConfig, build, load_run_config
 from jaxmarl_lab.sweeps import report as sweep_report
@@ -30,7 +29,7 @@ from jaxmarl_lab.sweeps import run as sweep
 
 BASE = {"env": "grid-world", "env_kwargs": {"layout": "lesson"}, "learner": "iql",
         "runner": {"total_env_steps": 800, "num_envs": 4, "rollout_len": 10, "buffer_capacity": 100,
-                   "batch_size": 8},
+                   "batch_size": 8, "updates_per_rollout": 1},
         "seed": 5, "num_seeds": 2}
 SPEC = {**BASE, "search": {"lr": [3e-4, 1e-3, 3e-3]}}
 
@@ -150,7 +149,7 @@ def test_sweep_point_equals_standalone_train(swept):
     built = build(RunConfig.from_dict({**BASE, "hparams": {"lr": 1e-3}}))
     train = jax.jit(make_train(built.env, built.learner, built.runner, built.env_params))
     for s in range(2):
-        _, metrics = train(jax.random.PRNGKey(5 + s), ValueHParams.create(lr=1e-3))
+        _, metrics = train(jax.random.PRNGKey(5 + s), built.hparams)  # the lesson preset's, with lr 1e-3
         row = next(r for r in result.rows if r["point"] == 1 and r["seed_index"] == s)
         returns = np.asarray(metrics["episode_return"])  # (20,), last tenth = 2 iterations
         np.testing.assert_allclose(row["final_return"], np.nanmean(returns[-2:]), rtol=1e-6)

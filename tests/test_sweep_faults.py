@@ -32,7 +32,7 @@ from tests.helpers import one_error_line
 # IQL on the lesson grid; 40,000 env steps make a chunk of one run last a few tenths of a second.
 BASE = {"env": "grid-world", "env_kwargs": {"layout": "lesson"}, "learner": "iql",
         "runner": {"total_env_steps": 40000, "num_envs": 4, "rollout_len": 10, "buffer_capacity": 100,
-                   "batch_size": 8},
+                   "batch_size": 8, "updates_per_rollout": 1},
         "seed": 5, "num_seeds": 2}
 SPEC = {**BASE, "search": {"lr": [3e-4, 1e-3, 3e-3, 1e-2]}}  # 4 points x 2 seeds = 8 runs
 ONE = {**BASE, "num_seeds": 1, "search": {"lr": [1e-3]}}  # one run, the same compiled program

@@ -27,7 +27,7 @@ pytestmark = pytest.mark.slow  # subprocesses: run by `python -m pytest -q -m sl
 
 SPEC = {"env": "grid-world", "env_kwargs": {"layout": "lesson"}, "learner": "iql",
         "runner": {"total_env_steps": 800, "num_envs": 4, "rollout_len": 10, "buffer_capacity": 100,
-                   "batch_size": 8},
+                   "batch_size": 8, "updates_per_rollout": 1},
         "seed": 5, "num_seeds": 2, "search": {"lr": [3e-4, 1e-3, 3e-3]}}  # as in test_sweep.py
 
 WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sweep_worker.py")

@@ -32,13 +32,15 @@ from jaxmarl_lab.stats import mean_ci, t_quantile_975
 # Off-policy (replay buffer, target network) and two vmapped seeds: 4 iterations of 4 envs x 5 steps.
 TINY = RunConfig(env="grid-world", env_kwargs={"layout": "lesson"}, learner="iql",
                  runner={"num_envs": 4, "rollout_len": 5, "buffer_capacity": 64, "batch_size": 8,
+                         "updates_per_rollout": 1,
                          "total_env_steps": 80}, num_seeds=2)
 
 
 # 40 iterations of IQL on the lesson grid, a checkpoint after every one (tests/test_cli.py trains the same run).
 SIGKILL_FLAGS = ["--learner", "iql", "--env", "grid-world", "--set", "env_kwargs.layout=lesson",
                  "--set", "runner.num_envs=4", "--set", "runner.rollout_len=5", "--set", "runner.buffer_capacity=64",
-                 "--set", "runner.batch_size=8", "--steps", "800", "--chunk-updates", "1", "--no-progress"]
+                 "--set", "runner.batch_size=8", "--set", "runner.updates_per_rollout=1",
+                 "--steps", "800", "--chunk-updates", "1", "--no-progress"]
 
 
 def leaves(path: str) -> list[np.ndarray]:

@@ -36,7 +36,9 @@ def describe_env(name: str) -> list[str]:
 
 
 def describe_learner(name: str) -> list[str]:
-    """Lines describing one learner: description, actions, Config and HParams fields with defaults."""
+    """Lines describing one learner: description, actions, Config and HParams fields with defaults, its
+    runner fields, and its presets per environment (`learners.defaults`: what `train` uses unless set)."""
+    from jaxmarl_lab.learners.defaults import BASE, PRESETS, preset
     from jaxmarl_lab.runs.config import LEARNERS
 
     entry = LEARNERS[name]
@@ -45,12 +47,18 @@ def describe_learner(name: str) -> list[str]:
     lines = [f"{name}: {entry.description}", f"  actions: {', '.join(entry.actions)}",
              f"  config ({entry.config_cls.__name__}): {', '.join(config)}",
              f"  hparams ({entry.hparams_cls.__name__}): {', '.join(hparams)}",
-             f"  runner defaults: {', '.join(f'{k}={v!r}' for k, v in entry.runner_defaults.items())}"]
-    if entry.config_defaults or entry.hparams_defaults:
-        cli = {**{f"config.{k}": v for k, v in entry.config_defaults.items()},
-               **{f"hparams.{k}": v for k, v in entry.hparams_defaults.items()}}
-        lines.append(f"  train uses unless set: {', '.join(f'{k}={v!r}' for k, v in cli.items())}")
+             f"  runner: {_fields(BASE[name].runner)}"]
+    for (learner, task), tuned in PRESETS.items():
+        if learner == name:
+            p = preset(name)._replace(config=tuned.config, hparams=tuned.hparams, runner=tuned.runner)
+            sections = [f"{section}.{k}={v!r}" for section in ("config", "hparams", "runner")
+                        for k, v in getattr(p, section).items()]
+            lines.append(f"  on {task}: {', '.join(sections)}")
     return lines
+
+
+def _fields(values: dict) -> str:
+    return ", ".join(f"{k}={v!r}" for k, v in values.items())
 
 
 def list_all(args: argparse.Namespace) -> int:
@@ -70,7 +78,7 @@ def list_all(args: argparse.Namespace) -> int:
         for name in learner_names():
             print("\n".join(describe_learner(name)))
         runner = [f"{f.name}={f.default!r}" for f in dataclasses.fields(RunnerConfig)]
-        print(f"runner (RunnerConfig, --set runner.K=V; a learner's defaults above take precedence): "
+        print(f"runner (RunnerConfig, --set runner.K=V; a learner's runner fields and presets above take precedence): "
               f"{', '.join(runner)}")
     return 0
 

@@ -53,7 +53,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxmarl_lab.types import EnvSpec, TimeStep
+from jaxmarl_lab.types import EnvSpec, RewardBounds, TimeStep
 from jaxmarl_lab.validation import check_number, check_positive_int  # noqa: F401  (re-exported for env modules)
 
 State = TypeVar("State")
@@ -197,6 +197,18 @@ class Environment(abc.ABC, Generic[State, Params]):
         """
         del params, starts
         return None, f"no exact optimum is known for {self.spec.name}"
+
+    def reward_bounds(self, params: Params) -> RewardBounds:
+        """What one agent can receive under `params` (concrete): per-step reward bounds, the
+        largest return from any state, and the episode length. The default knows only the length."""
+        return RewardBounds(-np.inf, np.inf, np.inf, int(np.asarray(self.time_limit(params))))
+
+    def default_bounds(self) -> dict[str, Any]:
+        """`reward_bounds(default_params())` as `EnvSpec` fields, computed once per environment object."""
+        if "_default_bounds" not in self.__dict__:
+            with jax.ensure_compile_time_eval():  # `spec` is also read while tracing: the params stay concrete
+                self.__dict__["_default_bounds"] = self.reward_bounds(self.default_params())._asdict()
+        return self.__dict__["_default_bounds"]
 
     def describe_optimum(self, params: Params) -> str | None:
         """One line about the optimum of episodes under `params` (`jaxmarl-lab demo`), or None (the default)."""

@@ -30,7 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from jaxmarl_lab.types import EnvSpec
+from jaxmarl_lab.types import EnvSpec, RewardBounds
 from jaxmarl_lab.validation import check_number, check_positive_int
 
 from .core import Environment, GridView, noop_if_out_of_range, others_index
@@ -130,7 +130,20 @@ class GridWorld(Environment[GridWorldState, GridWorldParams]):
         else:
             obs_dim = 2 + 4 * (n - 1) + 2 * (2 * self.view_radius + 1) ** 2
         return EnvSpec(name="grid-world", num_agents=n, obs_dim=obs_dim,
-                       state_dim=4 * n, action_kind="discrete", action_size=NUM_ACTIONS)
+                       state_dim=4 * n, action_kind="discrete", action_size=NUM_ACTIONS,
+                       task=self.layout, **self.default_bounds())
+
+    def reward_bounds(self, params: GridWorldParams) -> RewardBounds:
+        """A step pays `-step_cost`, `goal_reward` once, and `shaping` times a progress of at most
+        N cells either way; shaping over a whole episode (discounted or not) adds at most `shaping`
+        times the largest summed distance, N (H - 1 + W - 1), so no return exceeds
+        `max(goal_reward - step_cost, 0)` plus that."""
+        cost, goal, shaping = (float(np.asarray(x)) for x in (params.step_cost, params.goal_reward, params.shaping))
+        n = self.num_agents
+        return RewardBounds(reward_low=-cost + min(goal, 0.0) - shaping * n,
+                            reward_high=-cost + max(goal, 0.0) + shaping * n,
+                            max_return=max(goal - cost, 0.0) + shaping * n * (self.height + self.width - 2),
+                            max_steps=int(np.asarray(params.max_steps)))
 
     # ----- params ------------------------------------------------------------------
     def default_params(self, **overrides: Any) -> GridWorldParams:

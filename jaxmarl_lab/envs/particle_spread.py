@@ -37,7 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from jaxmarl_lab.types import EnvSpec
+from jaxmarl_lab.types import EnvSpec, RewardBounds
 from jaxmarl_lab.validation import check_number, check_positive_int
 
 from .core import Environment, PlaneView, others_index
@@ -108,7 +108,12 @@ class ParticleSpread(Environment[ParticleSpreadState, ParticleSpreadParams]):
             kind, low, high = "discrete", -np.inf, np.inf
         return EnvSpec(name="particle-spread", num_agents=self.num_agents,
                        obs_dim=self._obs_dim, state_dim=self.num_agents * self._obs_dim,
-                       action_kind=kind, action_size=5, action_low=low, action_high=high)
+                       action_kind=kind, action_size=5, action_low=low, action_high=high, task=kind,
+                       **self.default_bounds())
+
+    def reward_bounds(self, params: ParticleSpreadParams) -> RewardBounds:
+        """Coverage (minus distances) and collisions (minus counts) are at most 0; unbounded below."""
+        return RewardBounds(-np.inf, 0.0, 0.0, int(np.asarray(params.max_steps)))
 
     def default_params(self, **overrides: Any) -> ParticleSpreadParams:
         """Default params with overrides, each concrete value checked against its range."""

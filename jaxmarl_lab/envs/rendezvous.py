@@ -30,7 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from jaxmarl_lab.types import EnvSpec
+from jaxmarl_lab.types import EnvSpec, RewardBounds
 from jaxmarl_lab.validation import check_number, check_positive_int
 
 from .core import Environment, others_index
@@ -108,10 +108,14 @@ class Rendezvous(Environment[RendezvousState, RendezvousParams]):
         n, d = self.num_agents, self.dim
         if self.one_step:
             return EnvSpec(name="rendezvous", num_agents=n, obs_dim=1, state_dim=1,
-                           action_kind="continuous", action_size=d)
+                           action_kind="continuous", action_size=d, task=self.form, **self.default_bounds())
         return EnvSpec(name="rendezvous", num_agents=n, obs_dim=(n + 1) * d + 1,
                        state_dim=(n + 1) * d + 1, action_kind="continuous", action_size=d,
-                       action_low=-1.0, action_high=1.0)
+                       action_low=-1.0, action_high=1.0, task=self.form, **self.default_bounds())
+
+    def reward_bounds(self, params: RendezvousParams) -> RewardBounds:
+        """The team reward is minus a sum of squares: at most 0, unbounded below."""
+        return RewardBounds(-np.inf, 0.0, 0.0, int(np.asarray(params.max_steps)))
 
     def default_params(self, **overrides: Any) -> RendezvousParams:
         """Default params with `overrides` applied and validated.

@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from jaxmarl_lab.types import EnvSpec
+from jaxmarl_lab.types import EnvSpec, RewardBounds
 
 from .core import Environment, RenderView
 
@@ -121,6 +121,9 @@ class LastActionObs(Environment):
 
     def describe_optimum(self, params: Any) -> str | None:
         return self.env.describe_optimum(params)
+
+    def reward_bounds(self, params: Any) -> RewardBounds:
+        return self.env.reward_bounds(params)
 
     def render_view(self, params: Any) -> RenderView | None:
         return self.env.render_view(params)

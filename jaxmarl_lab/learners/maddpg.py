@@ -1,7 +1,7 @@
 """MADDPG: deterministic actors with centralized critics (Lowe et al. 2017, arXiv 1706.02275).
 
-    learner = make_maddpg(env.spec, MADDPGConfig())
-    state = learner.init(key, MADDPGHParams())
+    learner = make_maddpg(env.spec, MADDPGConfig())  # make_maddpg(env.spec): its preset (`learners.defaults`)
+    state = learner.init(key, MADDPGHParams())       # init(key): the preset's hparams
     actions, carry = learner.act(key, state, timestep, carry, explore=True)
     state, metrics = learner.update(key, state, batch)     # batch: Transition (B, T, ...)
 
@@ -36,7 +36,8 @@ Actions:
 
 Networks are MLPs (`networks.make_agent_network`), shared across agents with a one-hot
 agent id appended (default) or one set per agent stacked on a leading N axis;
-`initial_carry` returns zeros `(N, H)` for API uniformity.
+`initial_carry` returns zeros `(N, H)` for API uniformity. Metrics `value_max` / `value_min`
+are the largest and smallest `Q_i` of the batch (per agent, like every return here).
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ import optax
 
 from jaxmarl_lab import ops
 from jaxmarl_lab.learners.common import check_hparams, clipped_adam, create_hparams, global_norm
+from jaxmarl_lab.learners.defaults import preset
 from jaxmarl_lab.networks import make_agent_network
 from jaxmarl_lab.types import EnvSpec, Learner, TimeStep, Transition
 from jaxmarl_lab.validation import check_positive_int
@@ -133,12 +135,16 @@ def critic_target(r: jax.Array, terminated: jax.Array, next_q: jax.Array, gamma:
     return r + gamma * (1.0 - terminated.astype(r.dtype)) * next_q
 
 
-def make_maddpg(spec: EnvSpec, config: MADDPGConfig = MADDPGConfig()) -> Learner:
+def make_maddpg(spec: EnvSpec, config: MADDPGConfig | None = None) -> Learner:
     """MADDPG for discrete (Gumbel-softmax) or continuous (deterministic) actions.
+
+    `config` None: the preset of MADDPG on `spec` (`learners.defaults`); so are the hparams of
+    `init(key)` without them.
 
     Raises:
         ValueError: for an action box with `action_low >= action_high`.
     """
+    config = MADDPGConfig(**preset("maddpg", spec).config) if config is None else config
     n, h, a_dim = spec.num_agents, config.hidden_dim, spec.action_size
     discrete = spec.is_discrete
     low, high = float(spec.action_low), float(spec.action_high)
@@ -169,7 +175,8 @@ def make_maddpg(spec: EnvSpec, config: MADDPGConfig = MADDPGConfig()) -> Learner
     def noise_scale(hp: MADDPGHParams, env_steps: jax.Array) -> jax.Array:
         return ops.epsilon_schedule(env_steps, hp.sigma_start, hp.sigma_end, hp.sigma_decay_steps)
 
-    def init(key: jax.Array, hparams: MADDPGHParams = MADDPGHParams()) -> MADDPGState:
+    def init(key: jax.Array, hparams: MADDPGHParams | None = None) -> MADDPGState:
+        hparams = MADDPGHParams.create(**preset("maddpg", spec).hparams) if hparams is None else hparams
         check_hparams(hparams, MADDPG_HPARAM_RANGES)
         hparams = MADDPGHParams(*(jnp.asarray(x, jnp.float32) for x in hparams))
         key_actor, key_critic = jax.random.split(key)
@@ -204,7 +211,7 @@ def make_maddpg(spec: EnvSpec, config: MADDPGConfig = MADDPGConfig()) -> Learner
         return jax.nn.one_hot(ops.masked_argmax(logits, tr.next_avail_actions), a_dim, dtype=jnp.float32)
 
     def critic_loss(critic_params: Any, target_params: tuple, hp: MADDPGHParams, batch: Transition, keys):
-        """Mean squared TD error over transitions `(M, ...)` and agents; aux (q_mean, target_mean)."""
+        """Mean squared TD error over transitions `(M, ...)` and agents; aux (q_mean, target_mean, q_max, q_min)."""
         target_actor, target_critic = target_params
 
         def one(tr: Transition, key: jax.Array):
@@ -215,7 +222,7 @@ def make_maddpg(spec: EnvSpec, config: MADDPGConfig = MADDPGConfig()) -> Learner
             return q_values(critic_params, tr.global_state, joint), y
 
         q, y = jax.vmap(one)(batch, keys)  # (M, N) each
-        return jnp.mean((q - y) ** 2), (q.mean(), y.mean())
+        return jnp.mean((q - y) ** 2), (q.mean(), y.mean(), q.max(), q.min())
 
     def policy_actions(key: jax.Array, out: jax.Array, avail: jax.Array, temperature: jax.Array) -> jax.Array:
         """Differentiable actions `(N, A)` of the online actors for the actor loss."""
@@ -249,7 +256,7 @@ def make_maddpg(spec: EnvSpec, config: MADDPGConfig = MADDPGConfig()) -> Learner
         m = flat.reward.shape[0]
         key_target, key_actor = jax.random.split(key)
 
-        (c_loss, (q_mean, target_mean)), c_grads = jax.value_and_grad(critic_loss, has_aux=True)(
+        (c_loss, (q_mean, target_mean, q_max, q_min)), c_grads = jax.value_and_grad(critic_loss, has_aux=True)(
             state.critic_params, (state.target_actor_params, state.target_critic_params), hp, flat,
             jax.random.split(key_target, m))
         c_tx = clipped_adam(hp.lr_critic, hp.max_grad_norm)
@@ -264,7 +271,7 @@ def make_maddpg(spec: EnvSpec, config: MADDPGConfig = MADDPGConfig()) -> Learner
 
         metrics = {"critic_loss": c_loss, "actor_loss": a_loss, "pg_loss": pg_loss, "q_mean": q_mean,
                    "target_mean": target_mean, "critic_grad_norm": global_norm(c_grads),
-                   "actor_grad_norm": global_norm(a_grads)}
+                   "actor_grad_norm": global_norm(a_grads), "value_max": q_max, "value_min": q_min}
         if discrete:
             metrics["temperature"] = hp.temperature
         else:

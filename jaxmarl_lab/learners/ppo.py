@@ -1,8 +1,8 @@
 """MAPPO and IPPO: one PPO implementation, two critics (Yu et al. 2022, arXiv 2103.01955).
 
-    learner = make_mappo(env.spec, PPOConfig())                  # critic = V(global state, agent id)
-    learner = make_ippo(env.spec, PPOConfig())                   # critic = V(own observation)
-    state = learner.init(key, PPOHParams())
+    learner = make_mappo(env.spec)                  # critic = V(global state, agent id); defaults of env.spec
+    learner = make_ippo(env.spec, PPOConfig())      # critic = V(own observation); the class defaults
+    state = learner.init(key)                       # the env's preset hparams (`learners.defaults`)
     actions, carry = learner.act(key, state, timestep, carry, explore=True)
     state, metrics = learner.update(key, state, batch)           # batch: Transition (B, T, ...)
 
@@ -16,10 +16,12 @@ Policies: MLP or GRU with parameter sharing and agent ids; categorical over avai
 actions for discrete spaces, diagonal Gaussian (state-independent log std) or Beta
 (for bounded boxes) for continuous ones, through distrax.
 
-Metrics include `pg_variance`: the variance across samples of the per-sample policy
-gradient `grad log pi(a|o) * A` (per-sample gradients by `vmap(grad)`, on
-`grad_var_samples` random agent-steps, with unnormalised advantages), summed over the
-policy parameters, which the critic-variance experiment reads.
+Metrics include `value_max` and `value_min` (the largest and smallest value estimate of the
+rollout, on the per-agent return scale) and, only when `PPOConfig.grad_var_samples` > 0 (off
+by default), `pg_variance`: the variance across samples of the per-sample policy gradient
+`grad log pi(a|o) * A` (per-sample gradients by `vmap(grad)`, on `grad_var_samples` random
+agent-steps, with unnormalised advantages), summed over the policy parameters, which the
+critic-variance experiment reads.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ import optax
 
 from jaxmarl_lab import ops
 from jaxmarl_lab.learners.common import annealed_lr, check_hparams, clipped_adam, create_hparams, global_norm
+from jaxmarl_lab.learners.defaults import preset
 from jaxmarl_lab.networks import make_agent_network
 from jaxmarl_lab.types import EnvSpec, Learner, TimeStep, Transition
 from jaxmarl_lab.validation import check_positive_int
@@ -53,7 +56,7 @@ class PPOConfig:
     value_loss: str = "huber"  # "huber" or "clipped"
     value_norm: bool = True  # running mean/std normalisation of value targets
     continuous_dist: str = "gaussian"  # "gaussian" or "beta" (needs a bounded action box)
-    grad_var_samples: int = 64  # agent-steps for the pg_variance metric (0: off)
+    grad_var_samples: int = 0  # agent-steps for the experiment-only pg_variance metric (0: off)
     activation: str = "relu"  # hidden activation of actor and critic: "relu" or "tanh"
 
     def __post_init__(self):
@@ -73,7 +76,7 @@ class PPOConfig:
 class PPOHParams(NamedTuple):
     """Scalars stored in the learner state; `PPOHParams.create` range-checks them."""
 
-    lr: Any = 5e-4  # () Adam learning rate, >= 0
+    lr: Any = 3e-3  # () Adam learning rate, >= 0
     gamma: Any = 0.99  # () discount, in [0, 1]
     gae_lambda: Any = 0.95  # () GAE trace decay, in [0, 1]
     clip_eps: Any = 0.2  # () PPO ratio clip (and value clip), > 0
@@ -124,8 +127,14 @@ def _norm_stats(vn: ValueNormState) -> tuple[jax.Array, jax.Array]:
     return mean, jnp.sqrt(var)
 
 
-def make_ppo(spec: EnvSpec, config: PPOConfig = PPOConfig()) -> Learner:
-    """MAPPO (`critic="centralized"`) or IPPO (`critic="independent"`)."""
+def make_ppo(spec: EnvSpec, config: PPOConfig | None = None) -> Learner:
+    """MAPPO (`critic="centralized"`) or IPPO (`critic="independent"`).
+
+    `config` None: the preset of MAPPO on `spec` (`learners.defaults`); `init(key)` without
+    hparams uses the preset of the learner `config.critic` names.
+    """
+    config = PPOConfig(**preset("mappo", spec).config) if config is None else config
+    name = "mappo" if config.critic == "centralized" else "ippo"
     n, h = spec.num_agents, config.hidden_dim
     discrete = spec.is_discrete
     if config.continuous_dist == "beta" and not discrete and not (
@@ -168,7 +177,8 @@ def make_ppo(spec: EnvSpec, config: PPOConfig = PPOConfig()) -> Learner:
         zeros = jnp.zeros(inputs.shape[:-1] + (h,))
         return critic.apply(params, zeros, inputs, jnp.zeros(lead, bool))[1][..., 0]
 
-    def init(key: jax.Array, hparams: PPOHParams = PPOHParams()) -> PPOState:
+    def init(key: jax.Array, hparams: PPOHParams | None = None) -> PPOState:
+        hparams = PPOHParams.create(**preset(name, spec).hparams) if hparams is None else hparams
         check_hparams(hparams, PPO_HPARAM_RANGES)
         hparams = PPOHParams(*(jnp.asarray(x, jnp.float32) for x in hparams))
         key_actor, key_critic = jax.random.split(key)
@@ -302,7 +312,8 @@ def make_ppo(spec: EnvSpec, config: PPOConfig = PPOConfig()) -> Learner:
         carry = ((state.actor_params, state.critic_params), state.opt_state)
         (trainable, opt_state), info = jax.lax.scan(epoch, carry, jax.random.split(key_epochs, config.num_epochs))
         metrics = {k: v.mean() for k, v in info.items()}
-        metrics["value_mean"] = (old_v * std + mean).mean()
+        value = old_v * std + mean  # (B, T, N) per-agent value estimates
+        metrics.update(value_mean=value.mean(), value_max=value.max(), value_min=value.min())
         metrics["lr"] = annealed_lr(hp, state.env_steps)
         metrics["advantage_std"] = adv.std()
         if config.grad_var_samples:
@@ -319,11 +330,13 @@ def _optimizer(hparams: PPOHParams, env_steps: jax.Array = 0) -> optax.GradientT
     return clipped_adam(annealed_lr(hparams, env_steps), hparams.max_grad_norm, eps=1e-5)
 
 
-def make_mappo(spec: EnvSpec, config: PPOConfig = PPOConfig()) -> Learner:
-    """MAPPO: PPO with a centralized critic V(global state, agent id)."""
+def make_mappo(spec: EnvSpec, config: PPOConfig | None = None) -> Learner:
+    """MAPPO: PPO with a centralized critic V(global state, agent id); `config` None: its preset on `spec`."""
+    config = PPOConfig(**preset("mappo", spec).config) if config is None else config
     return make_ppo(spec, dataclasses.replace(config, critic="centralized"))
 
 
-def make_ippo(spec: EnvSpec, config: PPOConfig = PPOConfig()) -> Learner:
-    """IPPO: PPO with an independent critic V(own observation)."""
+def make_ippo(spec: EnvSpec, config: PPOConfig | None = None) -> Learner:
+    """IPPO: PPO with an independent critic V(own observation); `config` None: its preset on `spec`."""
+    config = PPOConfig(**preset("ippo", spec).config) if config is None else config
     return make_ppo(spec, dataclasses.replace(config, critic="independent"))

@@ -1,7 +1,7 @@
 """IQL, VDN and QMIX: one value-based core, three mixers.
 
-    learner = make_qmix(env.spec, ValueConfig(recurrent=True))
-    state = learner.init(key, ValueHParams(lr=5e-4))
+    learner = make_qmix(env.spec, ValueConfig(recurrent=True))   # make_qmix(env.spec): its preset
+    state = learner.init(key, ValueHParams(lr=5e-4))             # init(key): the preset's hparams
     actions, carry = learner.act(key, state, timestep, carry, explore=True)
     state, metrics = learner.update(key, state, batch)     # batch: Transition (B, T, ...)
 
@@ -16,6 +16,10 @@ target network updated every `target_update_period` updates by Polyak `target_ta
 (1 = hard copy), double-Q, TD(lambda) targets (lambda = 0: one-step), gradient
 clipping, epsilon-greedy with a linear anneal, and `avail_actions` masking in acting
 and in targets. Truncated steps bootstrap from `next_obs`; terminated ones do not.
+
+Metrics `value_max` / `value_min` are the largest and smallest Q-value of the actions taken
+in the batch on the per-agent return scale: Q_i for IQL, Q_tot / N for VDN and QMIX (which
+learn the team reward, the sum of the agents' rewards).
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import optax
 
 from jaxmarl_lab import ops
 from jaxmarl_lab.learners.common import annealed_lr, check_hparams, clipped_adam, create_hparams, global_norm
+from jaxmarl_lab.learners.defaults import preset
 from jaxmarl_lab.networks import make_agent_network, make_qmix_mixer
 from jaxmarl_lab.types import EnvSpec, Learner, TimeStep, Transition
 from jaxmarl_lab.validation import check_positive_int
@@ -129,10 +134,16 @@ def _unroll(network, params, batch: Transition, hidden_dim: int, num_agents: int
     return q_t, q_next_t
 
 
-def make_value_learner(spec: EnvSpec, config: ValueConfig, mixer: str) -> Learner:
-    """The shared core; `make_iql`, `make_vdn` and `make_qmix` choose the mixer."""
+def make_value_learner(spec: EnvSpec, config: ValueConfig | None, mixer: str) -> Learner:
+    """The shared core; `make_iql`, `make_vdn` and `make_qmix` choose the mixer.
+
+    `config` None: the learner's preset on `spec` (`learners.defaults`); so are the hparams of
+    `init(key)` without them.
+    """
     if mixer not in MIXERS:
         raise ValueError(f"mixer must be one of {MIXERS}, got {mixer!r}")
+    name = {"none": "iql", "vdn": "vdn", "qmix": "qmix"}[mixer]
+    config = ValueConfig(**preset(name, spec).config) if config is None else config
     if not spec.is_discrete:
         name = {"none": "IQL", "vdn": "VDN", "qmix": "QMIX"}[mixer]
         raise ValueError(f"{name} needs discrete actions, but {spec.name} has continuous actions "
@@ -141,7 +152,8 @@ def make_value_learner(spec: EnvSpec, config: ValueConfig, mixer: str) -> Learne
     network = make_agent_network(n, spec.obs_dim, spec.action_size, h, config.recurrent, config.share_params)
     qmix = make_qmix_mixer(n, spec.state_dim, config.mixer_embed_dim, config.hypernet_dim) if mixer == "qmix" else None
 
-    def init(key: jax.Array, hparams: ValueHParams = ValueHParams()) -> ValueState:
+    def init(key: jax.Array, hparams: ValueHParams | None = None) -> ValueState:
+        hparams = ValueHParams.create(**preset(name, spec).hparams) if hparams is None else hparams
         check_hparams(hparams, _HPARAM_RANGES)
         hparams = ValueHParams(*(jnp.asarray(x, jnp.float32) for x in hparams))
         key_net, key_mix = jax.random.split(key)
@@ -168,7 +180,7 @@ def make_value_learner(spec: EnvSpec, config: ValueConfig, mixer: str) -> Learne
         return jnp.where(explore_mask, random, greedy).astype(jnp.int32), carry
 
     def sequence_loss(online, target, hp: ValueHParams, seq: Transition):
-        """TD(lambda) loss of one sequence `(T, ...)`; returns (loss, (q_mean, target_mean))."""
+        """TD(lambda) loss of one sequence `(T, ...)`; returns (loss, (q_mean, target_mean, per-agent Q (T,...)))."""
         params, mixer_params = online
         target_params, target_mixer_params = target
         q_t, q_next_online_t = _unroll(network, params, seq, h, n, config.recurrent)
@@ -194,7 +206,8 @@ def make_value_learner(spec: EnvSpec, config: ValueConfig, mixer: str) -> Learne
                     target_mixer_params, next_v_t, seq.next_global_state)
             target_t = ops.td_lambda_targets(team_r_t, seq.terminated, done_t, next_tot_t, hp.gamma, hp.td_lambda)
         target_t = jax.lax.stop_gradient(target_t)
-        return jnp.mean((pred_t - target_t) ** 2), (pred_t.mean(), target_t.mean())
+        per_agent_t = pred_t if mixer == "none" else pred_t / n
+        return jnp.mean((pred_t - target_t) ** 2), (pred_t.mean(), target_t.mean(), per_agent_t)
 
     def update(key: jax.Array, state: ValueState, batch: Transition):
         del key  # the update is deterministic given the batch
@@ -203,11 +216,11 @@ def make_value_learner(spec: EnvSpec, config: ValueConfig, mixer: str) -> Learne
         target = (state.target_params, state.target_mixer_params)
 
         def loss_fn(online):
-            losses, (q_mean, target_mean) = jax.vmap(sequence_loss, in_axes=(None, None, None, 0))(
+            losses, (q_mean, target_mean, per_agent) = jax.vmap(sequence_loss, in_axes=(None, None, None, 0))(
                 online, target, hp, batch)
-            return losses.mean(), (q_mean.mean(), target_mean.mean())
+            return losses.mean(), (q_mean.mean(), target_mean.mean(), jax.lax.stop_gradient(per_agent))
 
-        (loss, (q_mean, target_mean)), grads = jax.value_and_grad(loss_fn, has_aux=True)(online)
+        (loss, (q_mean, target_mean, per_agent)), grads = jax.value_and_grad(loss_fn, has_aux=True)(online)
         lr = annealed_lr(hp, state.env_steps)
         tx = clipped_adam(lr, hp.max_grad_norm)
         deltas, opt_state = tx.update(grads, state.opt_state, online)
@@ -218,6 +231,7 @@ def make_value_learner(spec: EnvSpec, config: ValueConfig, mixer: str) -> Learne
         target = ops.polyak_update(target, online, tau)
         metrics = {"loss": loss, "q_mean": q_mean, "target_mean": target_mean,
                    "grad_norm": global_norm(grads), "lr": lr,
+                   "value_max": per_agent.max(), "value_min": per_agent.min(),
                    "epsilon": ops.epsilon_schedule(state.env_steps, hp.eps_start, hp.eps_end, hp.eps_decay_steps)}
         new_state = state._replace(params=online[0], mixer_params=online[1], target_params=target[0],
                                    target_mixer_params=target[1], opt_state=opt_state, updates=updates)
@@ -226,16 +240,16 @@ def make_value_learner(spec: EnvSpec, config: ValueConfig, mixer: str) -> Learne
     return Learner(init, initial_carry, act, update, spec=spec)
 
 
-def make_iql(spec: EnvSpec, config: ValueConfig = ValueConfig()) -> Learner:
+def make_iql(spec: EnvSpec, config: ValueConfig | None = None) -> Learner:
     """Independent Q-learning: no mixer, each agent on its own reward."""
     return make_value_learner(spec, config, "none")
 
 
-def make_vdn(spec: EnvSpec, config: ValueConfig = ValueConfig()) -> Learner:
+def make_vdn(spec: EnvSpec, config: ValueConfig | None = None) -> Learner:
     """Value decomposition networks: Q_tot = sum of agent Qs, on the team reward."""
     return make_value_learner(spec, config, "vdn")
 
 
-def make_qmix(spec: EnvSpec, config: ValueConfig = ValueConfig()) -> Learner:
+def make_qmix(spec: EnvSpec, config: ValueConfig | None = None) -> Learner:
     """QMIX: monotonic state-conditioned mixing of agent Qs, on the team reward."""
     return make_value_learner(spec, config, "qmix")

@@ -2,7 +2,8 @@
 
     run = RunConfig.from_dict({"env": "particle-spread", "env_kwargs": {"num_agents": 3},
                                "learner": "mappo", "hparams": {"lr": 3e-3}})
-    built = build(run)            # env, learner, RunnerConfig, hparams, all validated
+    built = build(run)            # env, learner, RunnerConfig, hparams, all validated; the fields
+                                  # the run does not set come from learners.defaults.preset
     train = make_train(built.env, built.learner, built.runner, built.env_params)
 
 A run file is JSON or TOML with the keys of `RunConfig`; unknown keys, names and
@@ -32,48 +33,35 @@ from jaxmarl_lab.learners import (
     make_mappo,
     make_qmix,
     make_vdn,
+    preset,
 )
 from jaxmarl_lab.runner import RunnerConfig
 from jaxmarl_lab.runs.files import atomic_write_json
-from jaxmarl_lab.types import Learner
+from jaxmarl_lab.types import EnvSpec, Learner
 
 
 class LearnerEntry(NamedTuple):
     make: Callable[..., Learner]  # make(spec, config) -> Learner
     config_cls: type  # frozen dataclass of shape-setting options
     hparams_cls: type  # NamedTuple of traced scalars, with a range-checking `create`
-    runner_defaults: dict  # RunnerConfig fields suited to the learner
     actions: tuple[str, ...]  # action kinds it supports
     description: str
-    config_defaults: dict = {}  # Config fields the CLI uses unless the run config sets them
-    hparams_defaults: dict = {}  # HParams fields the CLI uses unless the run config sets them
     fixed: dict = {}  # Config fields the learner's name decides (a run config may repeat them, not change them)
 
 
-# The settings of studies/learning_results/actor_critic.py (measured there on particle-spread).
-_PPO_CONFIG = {"hidden_dim": 64, "num_epochs": 4, "num_minibatches": 4, "grad_var_samples": 0}
-_PPO_HPARAMS = {"lr": 3e-3, "gamma": 0.99, "gae_lambda": 0.95, "clip_eps": 0.2, "ent_coef": 0.01}
-_VALUE_RUNNER = {"num_envs": 16, "rollout_len": 25, "buffer_capacity": 5000, "batch_size": 32,
-                 "updates_per_rollout": 1, "total_env_steps": 1_000_000}
+# Default settings (Config, HParams and RunnerConfig fields per learner and environment) live in
+# `jaxmarl_lab.learners.defaults`; `build` reads them there, as `make_<alg>(spec)` does.
 LEARNERS: dict[str, LearnerEntry] = {
-    "iql": LearnerEntry(make_iql, ValueConfig, ValueHParams, _VALUE_RUNNER, ("discrete",),
-                        "independent Q-learning (Tan 1993)"),
-    "vdn": LearnerEntry(make_vdn, ValueConfig, ValueHParams, _VALUE_RUNNER, ("discrete",),
+    "iql": LearnerEntry(make_iql, ValueConfig, ValueHParams, ("discrete",), "independent Q-learning (Tan 1993)"),
+    "vdn": LearnerEntry(make_vdn, ValueConfig, ValueHParams, ("discrete",),
                         "value decomposition, Q_tot = sum_i Q_i (Sunehag et al. 2018)"),
-    "qmix": LearnerEntry(make_qmix, ValueConfig, ValueHParams, _VALUE_RUNNER, ("discrete",),
+    "qmix": LearnerEntry(make_qmix, ValueConfig, ValueHParams, ("discrete",),
                          "monotonic hypernetwork mixer (Rashid et al. 2018)"),
-    "mappo": LearnerEntry(make_mappo, PPOConfig, PPOHParams,
-                          {"num_envs": 64, "rollout_len": 25, "total_env_steps": 1_000_000},
-                          ("discrete", "continuous"), "PPO with a centralized critic (Yu et al. 2022)",
-                          _PPO_CONFIG, _PPO_HPARAMS, {"critic": "centralized"}),
-    "ippo": LearnerEntry(make_ippo, PPOConfig, PPOHParams,
-                         {"num_envs": 64, "rollout_len": 25, "total_env_steps": 1_000_000},
-                         ("discrete", "continuous"), "PPO with independent critics", _PPO_CONFIG,
-                         _PPO_HPARAMS, {"critic": "independent"}),
-    "maddpg": LearnerEntry(make_maddpg, MADDPGConfig, MADDPGHParams,
-                           {"num_envs": 16, "rollout_len": 25, "buffer_capacity": 4000, "batch_size": 32,
-                            "updates_per_rollout": 4, "total_env_steps": 500_000},
-                           ("discrete", "continuous"),
+    "mappo": LearnerEntry(make_mappo, PPOConfig, PPOHParams, ("discrete", "continuous"),
+                          "PPO with a centralized critic (Yu et al. 2022)", {"critic": "centralized"}),
+    "ippo": LearnerEntry(make_ippo, PPOConfig, PPOHParams, ("discrete", "continuous"),
+                         "PPO with independent critics", {"critic": "independent"}),
+    "maddpg": LearnerEntry(make_maddpg, MADDPGConfig, MADDPGHParams, ("discrete", "continuous"),
                            "deterministic actors, centralized critics (Lowe et al. 2017); Gumbel-softmax "
                            "for discrete actions"),
 }
@@ -211,6 +199,15 @@ def _dataclass_from(cls: type, values: dict, what: str):
     return cls(**values)
 
 
+def run_hparams(run: RunConfig, spec: EnvSpec) -> Any:
+    """The learner's HParams of `run` on an env of `spec`: its preset (`learners.defaults`), then `run.hparams`.
+
+    Raises:
+        ValueError: an unknown field, or one out of range.
+    """
+    return LEARNERS[run.learner].hparams_cls.create(**{**preset(run.learner, spec).hparams, **run.hparams})
+
+
 def build(run: RunConfig) -> Built:
     """Everything a run needs, validated before tracing.
 
@@ -236,11 +233,12 @@ def build(run: RunConfig) -> Built:
         if unknown:
             raise ValueError(f"unknown env_params fields {sorted(unknown)} for {run.env!r}; valid: {valid}")
         params = env.default_params(**run.env_params)  # validated and converted to arrays
-    learner_config = _dataclass_from(entry.config_cls, {**entry.config_defaults, **entry.fixed, **run.config},
+    defaults = preset(run.learner, env.spec)  # the learner's settings for this env; the run's go over them
+    learner_config = _dataclass_from(entry.config_cls, {**defaults.config, **entry.fixed, **run.config},
                                      entry.config_cls.__name__)
     learner = entry.make(env.spec, learner_config)
-    hparams = entry.hparams_cls.create(**{**entry.hparams_defaults, **run.hparams})
-    runner = _dataclass_from(RunnerConfig, {**entry.runner_defaults, **run.runner}, "RunnerConfig")
+    hparams = run_hparams(run, env.spec)
+    runner = _dataclass_from(RunnerConfig, {**defaults.runner, **run.runner}, "RunnerConfig")
     minibatches = getattr(learner_config, "num_minibatches", 1)
     if runner.num_envs % minibatches:
         raise ValueError(f"{entry.config_cls.__name__}.num_minibatches ({minibatches}) must divide "

@@ -4,7 +4,8 @@
     result["mean"], result["ci95"], result.get("gap_mean")
 
 The K episodes of every seed run inside one jitted, seed-vmapped program
-(`runner.make_evaluate`). All seeds see the same K episode starts (common random
+(`runner.make_evaluate`, through `runs.scoring`, which also scores random actions).
+All seeds see the same K episode starts (common random
 numbers), so the optimum is computed once per start, by the environment's
 `optimal_returns` hook (`envs.core.Environment`; a wrapper asks the environment inside):
 
@@ -17,52 +18,16 @@ numbers), so the optimum is computed once per start, by the environment's
 
 from __future__ import annotations
 
-from typing import Any
-
 import jax
 import numpy as np
 
-from jaxmarl_lab.envs.core import Environment
-from jaxmarl_lab.runner import make_evaluate
 from jaxmarl_lab.runs import memory
+from jaxmarl_lab.runs.scoring import episode_starts, evaluate_state, horizon, optimal_returns
 from jaxmarl_lab.runs.training import load_run_state
 from jaxmarl_lab.stats import mean_ci
-from jaxmarl_lab.types import EnvProtocol
 from jaxmarl_lab.validation import check_positive_int
 
-
-def horizon(env: EnvProtocol, params: Any) -> int:
-    """Steps that always finish the first episode: the env's time limit."""
-    return int(np.asarray(env.time_limit(params)))
-
-
-def episode_starts(env: EnvProtocol, key: jax.Array, params: Any, num_episodes: int) -> Any:
-    """The initial env states of the episodes `runner.run_episodes(..., key, num_episodes, ...)` plays.
-
-    `run_episodes` resets with the first half of `jax.random.split(key)`; so does this
-    (tests check the two agree by scoring a policy whose return is known from the starts).
-    """
-    reset = jax.jit(lambda key, params: env.reset_batch(jax.random.split(key)[0], params, num_episodes)[0])
-    return jax.device_get(reset(key, params))
-
-
-def optimal_returns(env: Environment, params: Any, key: jax.Array,
-                    num_episodes: int) -> tuple[np.ndarray | None, str]:
-    """`(optimum (K,), how)`: each episode's exact optimal per-agent return, or `(None, why not)`.
-
-    The environment's `optimal_returns` hook, given the starts of the K episodes
-    `runner.run_episodes(..., key, num_episodes, ...)` plays (`episode_starts`).
-    """
-    return env.optimal_returns(params, episode_starts(env, key, params, num_episodes))
-
-
-def evaluate_state(built, learner_states: Any, key: jax.Array, episodes: int) -> dict:
-    """Greedy returns `(S, K)` (and lengths, finished) of seed-stacked learner states, in one jit."""
-    episodes = check_positive_int("episodes", episodes)
-    evaluate = make_evaluate(built.env, built.learner, episodes, horizon(built.env, built.env_params),
-                             built.env_params)
-    out = jax.jit(jax.vmap(evaluate, in_axes=(None, 0)))(key, learner_states)
-    return {k: np.asarray(v) for k, v in jax.device_get(out).items()}
+__all__ = ["evaluate_run", "summarize", "episode_starts", "evaluate_state", "horizon", "optimal_returns"]
 
 
 def summarize(returns: np.ndarray, optimum: np.ndarray | None) -> dict:

@@ -22,19 +22,22 @@ rows right after metrics.jsonl, before the checkpoint; this module imports neith
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import math
 import os
 import sys
 import time
+import warnings
 from typing import Any, Callable, Iterator, NamedTuple, TextIO
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxmarl_lab.runner import RunnerState, make_runner
-from jaxmarl_lab.runs import memory, plots
+from jaxmarl_lab.baselines import as_policy, random_policy
+from jaxmarl_lab.runner import RunnerState, make_evaluate, make_runner, run_episodes
+from jaxmarl_lab.runs import diagnostics, memory, plots, scoring
 from jaxmarl_lab.runs.checkpoint import config_hash, load_checkpoint, read_meta, save_checkpoint
 from jaxmarl_lab.runs.config import Built, RunConfig, build, load_run_config, save_run_config, seed_keys
 from jaxmarl_lab.runs.files import DirLock, atomic_write_json, atomic_write_text, describe_os_error, remove_temp_files
@@ -45,6 +48,8 @@ from jaxmarl_lab.types import LearnerState
 from jaxmarl_lab.validation import check_positive_int
 
 _RUNNER_METRICS = ("episode_return", "episode_length", "episodes", "env_steps")
+END_EPISODES = 32  # episodes per seed of the greedy evaluation at the end of a run
+END_EVAL_SEED = 10_000  # its key, `jaxmarl-lab eval`'s default seed
 
 
 class NonFiniteError(RuntimeError):
@@ -56,21 +61,30 @@ class CheckpointWriteError(OSError):
 
 
 class TrainResult(NamedTuple):
+    """What a run did; every return is per agent (each agent's rewards summed over an episode, averaged
+    over agents), the scale of `metrics.jsonl`, `jaxmarl-lab eval`, the sweep and README's tables."""
+
     run_dir: str  # the run directory written
     iterations: int  # iterations done per seed
     env_steps: int  # environment steps per seed
     final_return: list  # (S,) mean training episode return of each seed over the last chunk
     seconds: float  # wall time of this call, compilation included
+    greedy_return: list | None = None  # (S,) greedy return of each seed at the end (END_EPISODES episodes)
+    random_return: float | None = None  # uniformly random actions' return on the same episodes
+    optimum: float | None = None  # the exact optimum of the same episodes, where the env knows it
+    warnings: tuple = ()  # messages of `runs.diagnostics`: schedules, values, greedy vs random
 
 
 class Training(NamedTuple):
-    """The jitted pieces of one run: `init() -> state (S, ...)`, `chunk(state, k) -> (state, metrics (k, S))`."""
+    """The jitted pieces of one run: `init() -> state (S, ...)`, `chunk(state, k) -> (state, metrics (k, S))`,
+    and `score(key, learner_states)`: the end-of-run scores (`end_scores`)."""
 
     built: Built  # env, learner, runner config and hparams of the run
     run: RunConfig  # the run config it was built from
     init: Callable[[], RunnerState]  # jitted; RunnerState with a leading (S,) seed axis
     chunk: Callable[[RunnerState, int], tuple[RunnerState, dict]]  # jitted, k static; metrics (k, S)
     sharding: jax.sharding.NamedSharding  # of the seed axis over the run's devices (`seed_mesh`)
+    score: Callable[[jax.Array, Any], tuple]  # jitted; greedy (S, K), random (K,), the K episode starts
 
 
 SEED_AXIS = "seeds"
@@ -106,19 +120,29 @@ def make_training(run: RunConfig, built: Built | None = None, devices: list | No
         if len(_COMPILED) >= 8:
             _COMPILED.pop(next(iter(_COMPILED)))
         _COMPILED[key] = _jitted_functions(built, mesh)
-    init, chunk = _COMPILED[key]
+    init, chunk, score = _COMPILED[key]
     sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(SEED_AXIS))
     keys = lambda: jax.device_put(seed_keys(run.seed, run.num_seeds), sharding)
-    return Training(built, run, lambda: init(keys(), built.hparams), chunk, sharding)
+    return Training(built, run, lambda: init(keys(), built.hparams), chunk, sharding, score)
 
 
-_COMPILED: dict[str, tuple[Callable, Callable]] = {}
+_COMPILED: dict[str, tuple[Callable, Callable, Callable]] = {}
 
 
-def _jitted_functions(built: Built, mesh: jax.sharding.Mesh) -> tuple[Callable, Callable]:
-    """`init(keys (S, 2), hparams) -> state (S, ...)` and `chunk(state, k)`, both jitted, the seed axis
-    split over `mesh`."""
+def _jitted_functions(built: Built, mesh: jax.sharding.Mesh) -> tuple[Callable, Callable, Callable]:
+    """`init(keys (S, 2), hparams) -> state (S, ...)`, `chunk(state, k)` and `score(key, learner_states)`, jitted,
+    the seed axis split over `mesh`."""
     runner = make_runner(built.env, built.learner, built.runner, built.env_params)
+    steps = scoring.horizon(built.env, built.env_params)
+    evaluate = make_evaluate(built.env, built.learner, END_EPISODES, steps, built.env_params)
+    random, carry = as_policy(random_policy(built.env.spec))
+
+    def score(key: jax.Array, learner_states: Any) -> tuple:
+        """Greedy returns `(S, K)`, random actions' `(K,)` and the K starts, all on the episodes of `key`."""
+        greedy = jax.vmap(evaluate, in_axes=(None, 0))(key, learner_states)["returns"]
+        played = run_episodes(built.env, random, carry, key, END_EPISODES, steps, built.env_params)["returns"]
+        starts = built.env.reset_batch(jax.random.split(key)[0], built.env_params, END_EPISODES)[0]
+        return greedy, played, starts
 
     def checked_iterate(state: RunnerState) -> tuple[RunnerState, dict]:
         # `LearnerState.updates` tells whether the iteration updated (only then do its losses count).
@@ -142,7 +166,7 @@ def _jitted_functions(built: Built, mesh: jax.sharding.Mesh) -> tuple[Callable, 
     seeds = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(SEED_AXIS))
     per_iteration = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(None, SEED_AXIS))
     return (jax.jit(init, out_shardings=seeds),
-            jax.jit(chunk, static_argnums=1, out_shardings=(seeds, per_iteration)))
+            jax.jit(chunk, static_argnums=1, out_shardings=(seeds, per_iteration)), jax.jit(score))
 
 
 def check_memory(built: Built, num_seeds: int, budget: int | None = None) -> None:
@@ -206,6 +230,8 @@ def train_run(run: RunConfig, run_dir: str, *, chunk_updates: int | None = None,
     n = built.runner.num_iterations
     k = default_chunk_updates(n) if chunk_updates is None else check_positive_int("chunk_updates", chunk_updates)
     check_memory(built, run.num_seeds, memory_budget)
+    notes = _Notes(progress, stream)
+    notes.add(diagnostics.schedule_warnings(built.hparams, n * built.runner.steps_per_iteration))
     training = make_training(run, built)
     jax.eval_shape(training.init)  # traces the learner and env: a bad value fails here, before any file changes
     if progress and n * built.runner.steps_per_iteration != built.runner.total_env_steps:
@@ -222,8 +248,8 @@ def train_run(run: RunConfig, run_dir: str, *, chunk_updates: int | None = None,
             lock.release()
             raise
     with lock, _opened(sinks, run, 0) as sink:
-        return _finish(training, run_dir, _loop(training, training.init(), 0, k, run_dir, progress, stream, sink),
-                       plot, start)
+        return _finish(training, run_dir, _loop(training, training.init(), 0, k, run_dir, progress, stream, notes,
+                                                sink), plot, start, notes)
 
 
 def resume_run(run_dir: str, *, progress: bool = True, plot: bool = True, stream: TextIO | None = None,
@@ -259,9 +285,10 @@ def resume_run(run_dir: str, *, progress: bool = True, plot: bool = True, stream
         trim_metrics(os.path.join(run_dir, METRICS), done)
         if done < n and progress:
             print(f"resuming {run_dir} at iteration {done} of {n}", file=stream or sys.stderr)
+        notes = _Notes(progress, stream)
         with _opened(sinks, run, done * training.built.runner.steps_per_iteration) as sink:
-            return _finish(training, run_dir, _loop(training, state, done, k, run_dir, progress, stream, sink),
-                           plot, start)
+            looped = _loop(training, state, done, k, run_dir, progress, stream, notes, sink)
+            return _finish(training, run_dir, looped, plot, start, notes)
 
 
 def load_run_state(run_dir: str) -> tuple[Built, RunConfig, RunnerState, dict]:
@@ -308,8 +335,10 @@ def load_trained(run_dir: str, seed_index: int = 0) -> tuple[Built, RunConfig, L
 
 # ----- the loop ---------------------------------------------------------------------------
 def _loop(training: Training, state: RunnerState, done: int, k: int, run_dir: str, progress: bool,
-          stream: TextIO | None, sink: MetricSink | None = None) -> tuple[RunnerState, int, list]:
+          stream: TextIO | None, notes: "_Notes", sink: MetricSink | None = None) -> tuple[RunnerState, int, list]:
     run, runner = training.run, training.built.runner
+    spec, gamma = _bounds_spec(training.built), getattr(training.built.hparams, "gamma", None)
+    values_checked = gamma is None or spec is None
     n, per_iter = runner.num_iterations, runner.steps_per_iteration
     meta = {"run": run.to_dict(), "config_hash": config_hash(run.to_dict()), "num_iterations": n,
             "chunk_updates": k}
@@ -343,6 +372,10 @@ def _loop(training: Training, state: RunnerState, done: int, k: int, run_dir: st
             raise CheckpointWriteError(f"could not write the checkpoint of iteration {done + length} in {run_dir!r} "
                                        f"({describe_os_error(e)}); {kept}: free space, then jaxmarl-lab train "
                                        f"--resume {run_dir}") from None
+        if not values_checked:
+            found = diagnostics.value_warnings(spec, float(np.asarray(gamma)), metrics, done + 1)
+            values_checked = bool(found)  # one warning per run
+            notes.add(found)
         state, done = new_state, done + length
         with np.errstate(all="ignore"), _quiet_nan_warnings():
             last_return = [None if math.isnan(v) else float(v)
@@ -365,12 +398,53 @@ def _opened(factory: SinkFactory | None, run: RunConfig, env_steps: int) -> Iter
             sink.close()
 
 
-def _finish(training: Training, run_dir: str, looped: tuple, plot: bool, start: float) -> TrainResult:
-    _, done, last_return = looped
+def _finish(training: Training, run_dir: str, looped: tuple, plot: bool, start: float,
+            notes: "_Notes") -> TrainResult:
+    state, done, last_return = looped
     if plot:
         plots.plot_run_dir(run_dir)
     steps = done * training.built.runner.steps_per_iteration
-    return TrainResult(run_dir, done, steps, last_return, time.perf_counter() - start)
+    greedy, random, optimum = end_scores(training, state.learner)
+    notes.add(diagnostics.greedy_warnings(float(np.mean(greedy)), random, optimum))
+    return TrainResult(run_dir, done, steps, last_return, time.perf_counter() - start, greedy, random, optimum,
+                       tuple(notes.messages))
+
+
+def end_scores(training: Training, learner_states: Any, seed: int = END_EVAL_SEED) -> tuple[list, float, float | None]:
+    """`(greedy (S,), random, optimum or None)`: mean per-agent returns on the same `END_EPISODES` episodes
+    of the greedy policy of each seed's learner state and of uniformly random actions
+    (`baselines.random_policy`), and the env's optimum of those episodes (`Environment.optimal_returns`).
+
+    Compiled once per run shape, with the training chunk (`make_training`'s cache)."""
+    built = training.built
+    greedy, random, starts = jax.device_get(training.score(jax.random.PRNGKey(seed), learner_states))
+    optimum, _ = built.env.optimal_returns(built.env_params, starts)
+    return ([float(g) for g in np.asarray(greedy).mean(axis=1)], float(np.mean(random)),
+            None if optimum is None else float(np.mean(optimum)))
+
+
+def _bounds_spec(built: Built):
+    """The env's spec with the reward bounds of the run's params (None if the env has no bounds hook)."""
+    bounds = getattr(built.env, "reward_bounds", None)
+    if bounds is None:
+        return None
+    return dataclasses.replace(built.env.spec, **bounds(built.env_params)._asdict())
+
+
+class _Notes:
+    """The warnings of one run: printed as `warning: ...` lines with progress output, else Python warnings."""
+
+    def __init__(self, progress: bool, stream: TextIO | None):
+        self.progress, self.stream, self.messages = progress, stream, []
+
+    def add(self, messages: list[str]) -> None:
+        for message in messages:
+            self.messages.append(message)
+            if self.progress:
+                stream = self.stream or sys.stderr
+                print(f"{chr(10) if stream.isatty() else ''}warning: {message}", file=stream, flush=True)
+            else:
+                warnings.warn(message, diagnostics.TrainingWarning, stacklevel=3)
 
 
 def _rows(metrics: dict, done: int, per_iter: int) -> list[dict]:
@@ -414,7 +488,6 @@ class _quiet_nan_warnings:
     """Silences 'Mean of empty slice' for chunks in which no episode ended."""
 
     def __enter__(self):
-        import warnings
         self._ctx = warnings.catch_warnings()
         self._ctx.__enter__()
         warnings.simplefilter("ignore", RuntimeWarning)

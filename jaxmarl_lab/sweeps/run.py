@@ -62,9 +62,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxmarl_lab.runner import make_evaluate, make_train
-from jaxmarl_lab.runs.config import LEARNERS, Built, RunConfig, build, seed_keys
-from jaxmarl_lab.runs.evaluation import horizon, optimal_returns
+from jaxmarl_lab.runs.config import LEARNERS, Built, RunConfig, build, run_hparams, seed_keys
 from jaxmarl_lab.runs.memory import available_bytes, episode_bytes, member_bytes, mib
+from jaxmarl_lab.runs.scoring import horizon, optimal_returns
 from jaxmarl_lab.sweeps import report as sweep_report
 from jaxmarl_lab.sweeps.space import AXIS, Dimension, SweepSpec, expand_points, parse_search, point_run_config
 from jaxmarl_lab.sweeps.space import load_sweep as load_sweep  # re-exported
@@ -102,7 +102,7 @@ def make_groups(spec: SweepSpec, dims: list[Dimension], points: list[dict]) -> l
         stack = []
         for i in members:
             try:
-                stack.append(hparams_cls.create(**point_run_config(spec, dims, points[i]).hparams))
+                stack.append(run_hparams(point_run_config(spec, dims, points[i]), built.env.spec))
             except ValueError as e:
                 raise ValueError(f"search point {i} {points[i]}: {e}") from None
         hparams = hparams_cls(*(np.asarray(column, np.float32) for column in zip(*stack)))

@@ -1,0 +1,155 @@
+"""What each learner reaches with its default settings: `jaxmarl-lab train --learner L --env E` and nothing else.
+
+For every learner x environment cell of issue 20 this trains the default run of that cell
+(`RunConfig(env, env_kwargs, learner, num_seeds=4)`: every setting from `learners/defaults.py`) as one
+vmapped 4-seed program with `runs.training.train_run`, then reads its end-of-run scores: the greedy
+per-agent return of each seed on 32 episodes, uniformly random actions on the same episodes and the
+exact optimum where the environment knows it (the scripted assignment policy on discrete
+particle-spread, where none is known). It reports the mean greedy return, the share of the gap from
+random to the optimum (or scripted policy) that it closes, whether the cell meets its target, the
+warnings the run raised and the wall time (compilation included).
+
+    python benchmarks/defaults_table.py --cells lesson rendezvous-one-step   # the cheap cells
+    python benchmarks/defaults_table.py --cells qmix/lesson                   # one cell
+    python benchmarks/defaults_table.py --list                                # every cell id
+
+Prints a markdown table and merges the rows into benchmarks/results/defaults_table.json (or `--json`),
+so subsets run at different times accumulate. Targets (issue 20): the lesson optimum in 4 of 4 seeds;
+rendezvous within 2% of the gap from random to the closed-form optimum; particle-spread at -12 per
+agent or better; grid5 greedy steps within 15% of the exact optimum.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+import warnings
+
+import jax
+import numpy as np
+
+from jaxmarl_lab.baselines import make_evaluate_policy, scripted_spread_policy
+from jaxmarl_lab.runs.config import LEARNERS, RunConfig, build
+from jaxmarl_lab.runs.diagnostics import TrainingWarning
+from jaxmarl_lab.runs.training import END_EPISODES, END_EVAL_SEED, train_run
+
+RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "defaults_table.json")
+SEEDS = 4
+#: task id -> (env, env_kwargs, learners that apply)
+TASKS = {
+    "lesson": ("grid-world", {"layout": "lesson"}, ("iql", "vdn", "qmix", "mappo", "ippo", "maddpg")),
+    "grid5": ("grid-world", {"num_agents": 3, "height": 5, "width": 5}, ("iql", "vdn", "qmix", "mappo", "ippo",
+                                                                          "maddpg")),
+    "rendezvous-one-step": ("rendezvous", {}, ("mappo", "ippo", "maddpg")),
+    "rendezvous-multi-step": ("rendezvous", {"form": "multi-step"}, ("mappo", "ippo", "maddpg")),
+    "spread": ("particle-spread", {"num_agents": 3}, ("iql", "vdn", "qmix", "mappo", "ippo", "maddpg")),
+    "spread-continuous": ("particle-spread", {"num_agents": 3, "continuous_actions": True}, ("mappo", "ippo",
+                                                                                              "maddpg")),
+}
+CELLS = [f"{learner}/{task}" for task, (_, _, learners) in TASKS.items() for learner in learners]
+
+
+def select(patterns: list[str]) -> list[str]:
+    """Cell ids matching each pattern: a cell id, a task id or a learner name."""
+    chosen = [c for c in CELLS if any(p in (c, c.split("/")[1], c.split("/")[0]) for p in patterns)]
+    unknown = [p for p in patterns if not any(p in (c, *c.split("/")) for c in CELLS)]
+    if unknown:
+        raise SystemExit(f"unknown cells {unknown}; valid: {', '.join(CELLS)} (or a task or learner name)")
+    return chosen
+
+
+def target(task: str, greedy: np.ndarray, random: float, reference: float | None) -> tuple[str, bool]:
+    """The issue's target of the task and whether the seeds' greedy returns `(S,)` meet it."""
+    mean = float(greedy.mean())
+    if task == "lesson":
+        hits = int(np.sum(np.abs(greedy - reference) <= 1e-4))
+        return f"optimum in {hits}/{len(greedy)} seeds", hits == len(greedy)
+    if task.startswith("rendezvous"):
+        gap = (reference - mean) / abs(reference - random)
+        return f"{100 * gap:.2f}% of random -> optimum left (target <= 2%)", gap <= 0.02
+    if task.startswith("spread"):
+        return f"{mean:.2f} per agent (target >= -12)", mean >= -12.0
+    if reference is None:
+        return "no optimum known", False
+    ratio = (1.0 - mean) / (1.0 - reference)  # goal 1, 0.01 per step: return = 1 - 0.01 * steps
+    return f"{ratio:.3f} x the optimum's steps (target <= 1.15)", ratio <= 1.15
+
+
+def scripted(env, params) -> float:
+    """The scripted assignment policy's mean per-agent return on the end-of-run episodes."""
+    evaluate = make_evaluate_policy(env, scripted_spread_policy(env, params), END_EPISODES, params=params)
+    return float(np.mean(jax.jit(evaluate)(jax.random.PRNGKey(END_EVAL_SEED))))
+
+
+def run_cell(cell: str, out_dir: str) -> dict:
+    learner, task = cell.split("/")
+    env, env_kwargs, _ = TASKS[task]
+    run = RunConfig(env=env, env_kwargs=env_kwargs, learner=learner, num_seeds=SEEDS)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = train_run(run, os.path.join(out_dir, cell.replace("/", "-")), progress=False, plot=False)
+    greedy = np.asarray(result.greedy_return)
+    reference, kind = result.optimum, "optimum"
+    if reference is None and task == "spread":
+        built = build(run)
+        reference, kind = scripted(built.env, built.env_params), "scripted"
+    share = None if reference is None else float((greedy.mean() - result.random_return)
+                                                 / (reference - result.random_return))
+    what, met = target(task, greedy, result.random_return, reference)
+    return {"cell": cell, "learner": learner, "task": task, "env": env, "env_kwargs": env_kwargs,
+            "env_steps": result.env_steps, "seeds": SEEDS, "greedy_per_seed": greedy.tolist(),
+            "greedy": float(greedy.mean()), "random": result.random_return, "reference": reference,
+            "reference_kind": kind, "share_of_gap": share, "target": what, "met": met,
+            "final_training_return": result.final_return, "wall_s": result.seconds,
+            "warnings": [str(w.message) for w in caught if isinstance(w.message, TrainingWarning)]}
+
+
+def table(rows: list[dict]) -> str:
+    lines = ["| cell | env steps | greedy (per agent) | random | optimum / scripted | share of gap | target | "
+             "wall s (4 seeds) |", "|---|---:|---:|---:|---:|---:|---|---:|"]
+    for r in rows:
+        ref = "" if r["reference"] is None else f"{r['reference']:.3f} ({r['reference_kind']})"
+        share = "" if r["share_of_gap"] is None else f"{100 * r['share_of_gap']:.1f}%"
+        mark = "met" if r["met"] else "NOT met"
+        lines.append(f"| {r['cell']} | {r['env_steps']:,} | {r['greedy']:.3f} | {r['random']:.3f} | {ref} | {share} | "
+                     f"{mark}: {r['target']} | {r['wall_s']:.0f} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--cells", nargs="+", default=["lesson", "rendezvous-one-step"],
+                        help="cell ids (learner/task), tasks or learners (default: the cheap cells)")
+    parser.add_argument("--json", default=RESULTS, help="results file; rows of other cells already there are kept")
+    parser.add_argument("--list", action="store_true", help="print every cell id and exit")
+    args = parser.parse_args(argv)
+    if args.list:
+        print("\n".join(CELLS))
+        return 0
+    assert set(LEARNERS) >= {c.split("/")[0] for c in CELLS}
+    rows = []
+    with tempfile.TemporaryDirectory() as out_dir:
+        for cell in select(args.cells):
+            tick = time.perf_counter()
+            rows.append(run_cell(cell, out_dir))
+            print(f"{cell}: greedy {rows[-1]['greedy']:.3f}, {rows[-1]['target']} "
+                  f"({time.perf_counter() - tick:.0f} s)", file=sys.stderr, flush=True)
+    print(table(rows))
+    old = json.load(open(args.json)) if os.path.exists(args.json) else {"rows": []}
+    kept = [r for r in old["rows"] if r["cell"] not in {row["cell"] for row in rows}]
+    data = {"command": "python benchmarks/defaults_table.py --cells " + " ".join(args.cells),
+            "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}",
+            "jax": jax.__version__, "rows": sorted(kept + rows, key=lambda r: CELLS.index(r["cell"]))}
+    os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
+    with open(args.json, "w") as f:
+        json.dump(data, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

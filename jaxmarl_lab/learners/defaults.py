@@ -1,0 +1,133 @@
+"""Every learner's default settings, in one place: a base per learner and tuned presets per environment.
+
+    p = preset("qmix", env.spec)                 # Preset(config, hparams, runner): dicts of fields
+    learner = make_qmix(env.spec)                # ValueConfig(**p.config)
+    state = learner.init(key)                    # ValueHParams.create(**p.hparams)
+    config = RunnerConfig(**p.runner)            # jaxmarl_lab.runner
+
+`jaxmarl-lab train` (through `runs.config.build`), `jaxmarl-lab sweep` (the same, for its base run)
+and a library user who calls `make_<alg>(spec)` or `init(key)` without settings all read them
+here, so they agree. What a user sets goes over them, field by field.
+
+A preset is keyed by the learner and the environment's `task_key(spec)`: its registry name and
+`EnvSpec.task`, the variant (grid-world "lesson" or "random", rendezvous "one-step" or
+"multi-step", particle-spread "discrete" or "continuous"); learners never import `envs`, so the
+key is a string. A learner on a variant with no preset gets its base: the `Config` and `HParams`
+class defaults, which `BASE` leaves as they are, and the base runner fields in `BASE`.
+Each preset records where it was measured (`source`). Experiment-only metrics (PPO's
+`pg_variance`, `PPOConfig.grad_var_samples`) are off in every preset; ask for them explicitly.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from jaxmarl_lab.types import EnvSpec
+
+LEARNER_NAMES = ("iql", "vdn", "qmix", "mappo", "ippo", "maddpg")
+
+
+class Preset(NamedTuple):
+    """Settings of one learner, as dicts of fields over the class defaults."""
+
+    config: dict  # fields of the learner's Config (shape-setting)
+    hparams: dict  # fields of the learner's HParams (traced scalars)
+    runner: dict  # fields of runner.RunnerConfig (sizes and the training budget)
+    source: str = ""  # where the settings were measured
+
+
+_VALUE_RUNNER = {"num_envs": 16, "rollout_len": 25, "buffer_capacity": 5000, "batch_size": 32,
+                 "updates_per_rollout": 1, "total_env_steps": 1_000_000}
+_PPO_RUNNER = {"num_envs": 64, "rollout_len": 25, "total_env_steps": 1_000_000}
+_MADDPG_RUNNER = {"num_envs": 16, "rollout_len": 25, "buffer_capacity": 4000, "batch_size": 32,
+                  "updates_per_rollout": 4, "total_env_steps": 500_000}
+
+#: Per learner, for environments without a preset: the class defaults and these runner fields.
+BASE: dict[str, Preset] = {
+    **{name: Preset({}, {}, _VALUE_RUNNER, "untuned base") for name in ("iql", "vdn", "qmix")},
+    **{name: Preset({}, {}, _PPO_RUNNER, "untuned base") for name in ("mappo", "ippo")},
+    "maddpg": Preset({}, {}, _MADDPG_RUNNER, "untuned base"),
+}
+
+_STUDY = "studies/learning_results"
+# grid-world lesson, value-based: tests/test_value_learning.py and the study's `TASKS["lesson"]` (8 of 8 seeds
+# at the 3-step optimum after 20k steps).
+_LESSON_VALUE = Preset({"hidden_dim": 64},
+                       {"lr": 1e-3, "gamma": 0.95, "td_lambda": 0.6, "eps_decay_steps": 10_000.0, "target_tau": 0.1},
+                       {"num_envs": 8, "rollout_len": 10, "total_env_steps": 20_000, "buffer_capacity": 1000,
+                        "batch_size": 32, "updates_per_rollout": 8},
+                       "tests/test_value_learning.py; " + _STUDY + " lesson: 8/8 seeds at the optimum")
+# grid-world random layouts, value-based: the study's `TASKS["grid5"]` (VDN 1.089 x the optimum on 5 x 5 with
+# 3 agents, with env_kwargs observation="egocentric", obs_last_action=True and shaping 0.3 in training).
+_GRID5_VALUE = Preset({"hidden_dim": 128},
+                      {"lr": 1e-3, "gamma": 0.95, "td_lambda": 0.6, "eps_decay_steps": 200_000.0, "target_tau": 0.1,
+                       "lr_anneal_steps": 1_000_000.0},
+                      {"num_envs": 16, "rollout_len": 10, "total_env_steps": 1_000_000, "buffer_capacity": 5000,
+                       "batch_size": 32, "updates_per_rollout": 8},
+                      _STUDY + " grid5 (egocentric view, previous action, shaping 0.3)")
+# particle-spread discrete, value-based: the study's `TASKS["spread"]` (VDN -13.99 at 2M steps).
+_SPREAD_VALUE = Preset({"hidden_dim": 64},
+                       {"lr": 2e-3, "gamma": 0.9, "td_lambda": 0.6, "eps_decay_steps": 200_000.0, "target_tau": 0.2},
+                       {**_VALUE_RUNNER, "total_env_steps": 2_000_000}, _STUDY + " spread, 2M steps")
+# PPO: one 50-step episode per rollout on grid-world (10-step rollouts left 1-2 of 8 lesson seeds stuck).
+_LESSON_PPO = Preset({}, {}, {"num_envs": 64, "rollout_len": 50, "total_env_steps": 200_000},
+                     _STUDY + " actor-critic lesson: 8/8 seeds at the optimum")
+_GRID5_PPO = Preset({}, {}, {"num_envs": 64, "rollout_len": 50, "total_env_steps": 2_000_000},
+                    _STUDY + " actor-critic grid5 (coords view: 3.5x the optimum)")
+# particle-spread: gamma 0.95, not 0.99 (MAPPO -9.34 vs -12.63 after 5M steps): episodes always truncate at 25.
+_SPREAD_PPO = Preset({}, {"gamma": 0.95}, _PPO_RUNNER, _STUDY + " actor-critic spread, gamma 0.95")
+_CONTINUOUS_PPO = Preset({}, {"lr": 1e-3, "ent_coef": 0.0}, _PPO_RUNNER, _STUDY + " spread-continuous")
+_MULTI_STEP_PPO = Preset({}, {"lr": 1e-3, "ent_coef": 0.0}, _PPO_RUNNER,
+                         _STUDY + " rendezvous: MAPPO 99.8% of random -> optimum")
+_ONE_STEP_PPO = Preset({}, {"lr": 1e-3, "ent_coef": 0.0}, {"num_envs": 64, "rollout_len": 8, "total_env_steps": 100_000},
+                       "benchmarks/defaults_table.py")
+# MADDPG: tests/test_maddpg.py (within 5% of the one-step optimum) and the study's runs with its class defaults.
+_ONE_STEP_MADDPG = Preset({"hidden_dim": 32},
+                          {"lr_actor": 3e-4, "lr_critic": 1e-3, "sigma_start": 0.3, "sigma_end": 0.1,
+                           "sigma_decay_steps": 2000.0, "policy_reg": 0.0},
+                          {"num_envs": 16, "rollout_len": 1, "total_env_steps": 4000, "buffer_capacity": 500,
+                           "batch_size": 64, "updates_per_rollout": 4}, "tests/test_maddpg.py one-step rendezvous")
+_MADDPG_1M = Preset({}, {}, {**_MADDPG_RUNNER, "total_env_steps": 1_000_000}, _STUDY + " actor-critic, defaults")
+_MADDPG_2M = Preset({}, {}, {**_MADDPG_RUNNER, "total_env_steps": 2_000_000}, _STUDY + " actor-critic spread")
+
+#: (learner, task_key(spec)) -> Preset, over the learner's BASE.
+PRESETS: dict[tuple[str, str], Preset] = {
+    **{(name, "grid-world:lesson"): _LESSON_VALUE for name in ("iql", "vdn", "qmix")},
+    **{(name, "grid-world:random"): _GRID5_VALUE for name in ("iql", "vdn", "qmix")},
+    **{(name, "particle-spread:discrete"): _SPREAD_VALUE for name in ("iql", "vdn")},
+    ("qmix", "particle-spread:discrete"): _SPREAD_VALUE._replace(
+        hparams={**_SPREAD_VALUE.hparams, "lr": 1e-3, "target_tau": 0.1}),  # lr 2e-3 / tau 0.2 diverged 2 of 8
+    **{(name, "grid-world:lesson"): _LESSON_PPO for name in ("mappo", "ippo")},
+    **{(name, "grid-world:random"): _GRID5_PPO for name in ("mappo", "ippo")},
+    **{(name, "particle-spread:discrete"): _SPREAD_PPO for name in ("mappo", "ippo")},
+    **{(name, "particle-spread:continuous"): _CONTINUOUS_PPO for name in ("mappo", "ippo")},
+    **{(name, "rendezvous:multi-step"): _MULTI_STEP_PPO for name in ("mappo", "ippo")},
+    **{(name, "rendezvous:one-step"): _ONE_STEP_PPO for name in ("mappo", "ippo")},
+    ("maddpg", "rendezvous:one-step"): _ONE_STEP_MADDPG,
+    ("maddpg", "rendezvous:multi-step"): _MADDPG_1M,
+    ("maddpg", "particle-spread:continuous"): _MADDPG_1M,
+    ("maddpg", "particle-spread:discrete"): _MADDPG_2M,
+}
+
+
+def task_key(spec: EnvSpec | None) -> str:
+    """`"name:task"` of an environment (`"name"` when its spec has no task); `""` for no spec."""
+    if spec is None:
+        return ""
+    return f"{spec.name}:{spec.task}" if spec.task else spec.name
+
+
+def preset(learner: str, spec: EnvSpec | None = None) -> Preset:
+    """The default settings of `learner` on an environment of `spec` (its base for None or an untuned one).
+
+    Raises:
+        ValueError: for an unknown learner name, listing the valid ones.
+    """
+    if learner not in BASE:
+        raise ValueError(f"unknown learner {learner!r}; valid names: {', '.join(LEARNER_NAMES)}")
+    base = BASE[learner]
+    tuned = PRESETS.get((learner, task_key(spec)))
+    if tuned is None:
+        return base
+    return Preset({**base.config, **tuned.config}, {**base.hparams, **tuned.hparams},
+                  {**base.runner, **tuned.runner}, tuned.source)
