@@ -200,7 +200,8 @@ def load_checkpoint(path: str, template: Any, expected_hash: str) -> tuple[Any, 
     """Reads the latest checkpoint in `path` into the structure of `template`.
 
     `template` is a pytree of arrays or `jax.ShapeDtypeStruct`s (`jax.eval_shape(init)`); a
-    leaf with a `sharding` is restored onto that sharding. `path` may be an old `.npz`.
+    leaf with a `sharding` is restored onto that sharding, one without onto the first device
+    (whatever shardings the checkpoint was saved with). `path` may be an old `.npz`.
 
     Raises:
         FileNotFoundError: no checkpoint at `path`.
@@ -217,11 +218,20 @@ def load_checkpoint(path: str, template: Any, expected_hash: str) -> tuple[Any, 
     manager = _manager(path, read_only=True)
     step = int(meta["iteration"])
     try:  # orbax refuses a stored shape other than the template's before reading (`strict`)
-        state = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(template))).state
+        target = ocp.args.StandardRestore(_with_shardings(template))
+        state = manager.restore(step, args=ocp.args.Composite(state=target)).state
     except Exception as e:
         raise ValueError(f"checkpoint {where!r} is corrupt or truncated ({_brief(e)}); delete it to restart the "
                          f"run, or pass --overwrite") from None
     return state, meta
+
+
+def _with_shardings(template: Any) -> Any:
+    """The template as ShapeDtypeStructs; a leaf without a sharding gets the first device (else orbax
+    would restore onto the shardings saved in the checkpoint, which may name devices this host lacks)."""
+    device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(np.shape(x), x.dtype,
+                                                       sharding=getattr(x, "sharding", None) or device), template)
 
 
 def _check_meta(where: str, meta: dict, template: Any, expected_hash: str) -> list[list]:
