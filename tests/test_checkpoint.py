@@ -66,3 +66,30 @@ def test_sharded_state_saves_and_restores_onto_the_templates_shardings(tmp_path)
                           timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "on 4 devices" in proc.stdout
+
+
+def test_a_step_deleted_while_it_is_read_is_read_again_at_the_newer_step(tmp_path, monkeypatch):
+    """`eval` while `train` runs: the training process commits step 5 and deletes step 4 between the
+    reader finding step 4 and reading it; the reader then reads step 5 instead of calling it corrupt."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from jaxmarl_lab.runs import checkpoint
+
+    path = str(tmp_path / "checkpoint")
+    writer = checkpoint.CheckpointWriter(path)
+    writer.save({"w": jnp.arange(6.0)}, {"config_hash": "h", "iteration": 4})
+    writer.wait()
+    read_step_meta = checkpoint._read_step_meta
+
+    def newer_step_committed_meanwhile(folder, step):
+        if step == 4:
+            writer.save({"w": jnp.arange(6.0) + 5}, {"config_hash": "h", "iteration": 5})
+            writer.wait()  # orbax has renamed step 5 into place and deleted step 4
+        return read_step_meta(folder, step)
+    monkeypatch.setattr(checkpoint, "_read_step_meta", newer_step_committed_meanwhile)
+    state, meta = checkpoint.load_checkpoint(path, jax.eval_shape(lambda: {"w": jnp.zeros(6)}), "h")
+    writer.close()
+    assert meta["iteration"] == 5 and np.array_equal(state["w"], np.arange(6.0) + 5)
+    assert os.listdir(path) == ["5"]

@@ -31,7 +31,7 @@ import os
 import re
 import shutil
 import zipfile
-from typing import Any
+from typing import Any, Callable
 
 import jax
 import numpy as np
@@ -182,18 +182,7 @@ def read_meta(path: str) -> dict:
     """
     if os.path.isfile(path):
         return _read_npz_meta(path)
-    step = latest_step(path)
-    if step is None:
-        raise FileNotFoundError(f"checkpoint {path!r} does not exist")
-    where = os.path.join(path, str(step))
-    try:
-        meta = _manager(path, read_only=True).restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore())).meta
-    except Exception as e:
-        raise ValueError(f"checkpoint {where!r} is corrupt or truncated ({_brief(e)}); delete it to restart the "
-                         f"run, or pass --overwrite") from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT or meta.get("iteration") != step:
-        raise ValueError(f"checkpoint {where!r} is corrupt: its meta is not a {FORMAT} record of step {step}")
-    return meta
+    return _latest(path, lambda step: _read_step_meta(path, step))
 
 
 def load_checkpoint(path: str, template: Any, expected_hash: str) -> tuple[Any, dict]:
@@ -209,17 +198,46 @@ def load_checkpoint(path: str, template: Any, expected_hash: str) -> tuple[Any, 
             whose hash is not `expected_hash`, or holds another tree structure, shape or
             dtype than `template`.
     """
-    meta = read_meta(path)
-    where = path if os.path.isfile(path) else os.path.join(path, str(meta["iteration"]))
-    expected = _check_meta(where, meta, template, expected_hash)
     if os.path.isfile(path):
-        leaves = _load_npz(path, expected)
+        meta = _read_npz_meta(path)
+        leaves = _load_npz(path, _check_meta(path, meta, template, expected_hash))
         return jax.tree.unflatten(jax.tree.structure(template), leaves), meta
-    manager = _manager(path, read_only=True)
-    step = int(meta["iteration"])
+    return _latest(path, lambda step: _load_step(path, step, template, expected_hash))
+
+
+def _latest(path: str, read: Callable[[int], Any]) -> Any:
+    """`read(step)` of the latest step; again if it failed because a training run in another process
+    committed a newer step and deleted that one meanwhile (an `eval` during training)."""
+    for attempt in range(3):
+        step = latest_step(path)
+        if step is None:
+            raise FileNotFoundError(f"checkpoint {path!r} does not exist")
+        try:
+            return read(step)
+        except ValueError:
+            if attempt == 2 or latest_step(path) == step:
+                raise
+
+
+def _read_step_meta(path: str, step: int) -> dict:
+    where = os.path.join(path, str(step))
+    try:
+        meta = _manager(path, read_only=True).restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore())).meta
+    except Exception as e:
+        raise ValueError(f"checkpoint {where!r} is corrupt or truncated ({_brief(e)}); delete it to restart the "
+                         f"run, or pass --overwrite") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT or meta.get("iteration") != step:
+        raise ValueError(f"checkpoint {where!r} is corrupt: its meta is not a {FORMAT} record of step {step}")
+    return meta
+
+
+def _load_step(path: str, step: int, template: Any, expected_hash: str) -> tuple[Any, dict]:
+    meta = _read_step_meta(path, step)
+    where = os.path.join(path, str(step))
+    _check_meta(where, meta, template, expected_hash)
     try:  # orbax refuses a stored shape other than the template's before reading (`strict`)
         target = ocp.args.StandardRestore(_with_shardings(template))
-        state = manager.restore(step, args=ocp.args.Composite(state=target)).state
+        state = _manager(path, read_only=True).restore(step, args=ocp.args.Composite(state=target)).state
     except Exception as e:
         raise ValueError(f"checkpoint {where!r} is corrupt or truncated ({_brief(e)}); delete it to restart the "
                          f"run, or pass --overwrite") from None
