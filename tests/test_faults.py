@@ -310,6 +310,21 @@ def test_crafted_array_header_is_refused_before_allocating(run_copy, capsys):
     assert "1000000000000" in line and "corrupt" in line
 
 
+@pytest.mark.slow
+def test_a_truncated_array_file_is_one_line_in_a_real_process(run_copy):
+    """In a process of its own (where nothing catches Python's "Exception ignored" reports, as pytest does):
+    when orbax abandons its other reads after one fails, their reports do not reach stderr."""
+    data = max((os.path.join(root, n) for root, _, names in os.walk(os.path.join(run_copy, CHECKPOINT, "8", "state"))
+                for n in names if os.sep + "d" + os.sep in os.path.join(root, n)), key=os.path.getsize)
+    with open(data, "r+b") as f:
+        f.truncate(100)
+    for argv in (["eval", run_copy, "--episodes", "2"], ["train", "--resume", run_copy, "--no-progress"]):
+        proc = subprocess.run([*COMMAND, *argv], capture_output=True, text=True, timeout=300)
+        lines = proc.stderr.strip().splitlines()
+        assert proc.returncode == 2 and len(lines) == 1, proc.stderr
+        assert lines[0].startswith("jaxmarl-lab: error: checkpoint") and "corrupt" in lines[0], lines
+
+
 # ----- numbers that lie ---------------------------------------------------------------------------------
 def test_non_finite_checkpoint_is_refused_by_eval_and_resume(run_copy, capsys):
     built, run, state, meta = training.load_run_state(run_copy)

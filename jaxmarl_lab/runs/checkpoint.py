@@ -25,11 +25,13 @@ next checkpoint in the new format.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import logging
 import os
 import re
 import shutil
+import sys
 import zipfile
 from typing import Any, Callable
 
@@ -62,6 +64,36 @@ class _QuietOrbax(logging.Filter):
 
 
 logging.getLogger("absl").addFilter(_QuietOrbax())
+
+
+class _QuietAbandonedReads(logging.Filter):
+    """Drops asyncio's 'Task exception was never retrieved' for orbax's tasks (see `_quiet_abandoned_reads`)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.getMessage().startswith("Task exception was never retrieved")
+                    and f"{os.sep}orbax{os.sep}" in record.getMessage())
+
+
+_QUIET_READS: list = []
+
+
+def _quiet_abandoned_reads() -> None:
+    """When one array of a checkpoint cannot be read, orbax raises at once and closes its event loop;
+    its other reads, still under way in tensorstore's threads, then report into the closed loop
+    ('Event loop is closed', errors of abandoned orbax coroutines and tasks), printed as tracebacks
+    around the one error line the user gets. Those reports are dropped; any other passes on."""
+    if _QUIET_READS:
+        return
+    previous = sys.unraisablehook
+
+    def hook(unraisable) -> None:
+        obj, exc = unraisable.object, unraisable.exc_value
+        abandoned = inspect.iscoroutine(obj) and f"{os.sep}orbax{os.sep}" in obj.cr_code.co_filename
+        if not (abandoned or (isinstance(exc, RuntimeError) and str(exc) == "Event loop is closed")):
+            previous(unraisable)
+    sys.unraisablehook = hook
+    logging.getLogger("asyncio").addFilter(_QuietAbandonedReads())
+    _QUIET_READS.append(hook)
 
 
 def config_hash(run_dict: dict) -> str:
@@ -235,6 +267,7 @@ def _load_step(path: str, step: int, template: Any, expected_hash: str) -> tuple
     meta = _read_step_meta(path, step)
     where = os.path.join(path, str(step))
     _check_meta(where, meta, template, expected_hash)
+    _quiet_abandoned_reads()
     try:  # orbax refuses a stored shape other than the template's before reading (`strict`)
         target = ocp.args.StandardRestore(_with_shardings(template))
         state = _manager(path, read_only=True).restore(step, args=ocp.args.Composite(state=target)).state
@@ -272,6 +305,9 @@ def _check_meta(where: str, meta: dict, template: Any, expected_hash: str) -> li
 
 
 def _brief(e: BaseException) -> str:
+    """The first line of the innermost cause of `e` (tensorstore's reason rather than orbax's wrapper)."""
+    while e.__cause__ is not None:
+        e = e.__cause__
     text = str(e).strip().splitlines()
     return f"{type(e).__name__}: {text[0][:300]}" if text else type(e).__name__
 
