@@ -311,13 +311,17 @@ def test_crafted_array_header_is_refused_before_allocating(run_copy, capsys):
 
 
 @pytest.mark.slow
-def test_a_truncated_array_file_is_one_line_in_a_real_process(run_copy):
+@pytest.mark.parametrize("damage", ["truncated", "removed"])
+def test_a_damaged_array_file_is_one_line_in_a_real_process(run_copy, damage):
     """In a process of its own (where nothing catches Python's "Exception ignored" reports, as pytest does):
     when orbax abandons its other reads after one fails, their reports do not reach stderr."""
     data = max((os.path.join(root, n) for root, _, names in os.walk(os.path.join(run_copy, CHECKPOINT, "8", "state"))
                 for n in names if os.sep + "d" + os.sep in os.path.join(root, n)), key=os.path.getsize)
-    with open(data, "r+b") as f:
-        f.truncate(100)
+    if damage == "removed":
+        os.unlink(data)
+    else:
+        with open(data, "r+b") as f:
+            f.truncate(100)
     for argv in (["eval", run_copy, "--episodes", "2"], ["train", "--resume", run_copy, "--no-progress"]):
         proc = subprocess.run([*COMMAND, *argv], capture_output=True, text=True, timeout=300)
         lines = proc.stderr.strip().splitlines()

@@ -32,6 +32,7 @@ import os
 import re
 import shutil
 import sys
+import warnings
 import zipfile
 from typing import Any, Callable
 
@@ -66,34 +67,40 @@ class _QuietOrbax(logging.Filter):
 logging.getLogger("absl").addFilter(_QuietOrbax())
 
 
-class _QuietAbandonedReads(logging.Filter):
-    """Drops asyncio's 'Task exception was never retrieved' for orbax's tasks (see `_quiet_abandoned_reads`)."""
+class _AbandonedReads(logging.Filter):
+    """What orbax's abandoned reads report once one array of a checkpoint could not be read.
+
+    Orbax then raises at once and closes its event loop; its other reads, still under way in
+    tensorstore's threads, report into the closed loop: 'Event loop is closed', errors of orbax
+    coroutines (`sys.unraisablehook`), asyncio's '... exception was never retrieved' (its
+    logger) and 'coroutine ... was never awaited' (a warning), which Python prints as
+    tracebacks around the one error line the user gets. These are dropped (asyncio's records
+    from a failed restore on, `quiet`); everything else passes on.
+    """
+
+    quiet = False
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not (record.getMessage().startswith("Task exception was never retrieved")
-                    and f"{os.sep}orbax{os.sep}" in record.getMessage())
+        return not (self.quiet and "exception was never retrieved" in record.getMessage())
 
 
-_QUIET_READS: list = []
+_ABANDONED = _AbandonedReads()
 
 
-def _quiet_abandoned_reads() -> None:
-    """When one array of a checkpoint cannot be read, orbax raises at once and closes its event loop;
-    its other reads, still under way in tensorstore's threads, then report into the closed loop
-    ('Event loop is closed', errors of abandoned orbax coroutines and tasks), printed as tracebacks
-    around the one error line the user gets. Those reports are dropped; any other passes on."""
-    if _QUIET_READS:
+def _install_abandoned_read_filters() -> None:
+    if _ABANDONED in logging.getLogger("asyncio").filters:
         return
     previous = sys.unraisablehook
 
     def hook(unraisable) -> None:
         obj, exc = unraisable.object, unraisable.exc_value
-        abandoned = inspect.iscoroutine(obj) and f"{os.sep}orbax{os.sep}" in obj.cr_code.co_filename
-        if not (abandoned or (isinstance(exc, RuntimeError) and str(exc) == "Event loop is closed")):
+        orbax = inspect.iscoroutine(obj) and f"{os.sep}orbax{os.sep}" in obj.cr_code.co_filename
+        closed = isinstance(exc, RuntimeError) and str(exc) == "Event loop is closed"
+        if not (orbax or closed):  # also before `quiet`: they may arrive while orbax shuts its loop down
             previous(unraisable)
     sys.unraisablehook = hook
-    logging.getLogger("asyncio").addFilter(_QuietAbandonedReads())
-    _QUIET_READS.append(hook)
+    logging.getLogger("asyncio").addFilter(_ABANDONED)
+    warnings.filterwarnings("ignore", message="coroutine '_read_array_index_and_device_put' was never awaited")
 
 
 def config_hash(run_dict: dict) -> str:
@@ -267,11 +274,12 @@ def _load_step(path: str, step: int, template: Any, expected_hash: str) -> tuple
     meta = _read_step_meta(path, step)
     where = os.path.join(path, str(step))
     _check_meta(where, meta, template, expected_hash)
-    _quiet_abandoned_reads()
+    _install_abandoned_read_filters()
     try:  # orbax refuses a stored shape other than the template's before reading (`strict`)
         target = ocp.args.StandardRestore(_with_shardings(template))
         state = _manager(path, read_only=True).restore(step, args=ocp.args.Composite(state=target)).state
     except Exception as e:
+        _ABANDONED.quiet = True
         raise ValueError(f"checkpoint {where!r} is corrupt or truncated ({_brief(e)}); delete it to restart the "
                          f"run, or pass --overwrite") from None
     return state, meta
