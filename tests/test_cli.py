@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 
 import pytest
 
@@ -14,13 +15,14 @@ from jaxmarl_lab.cli import build_parser, main
 from jaxmarl_lab.commands.train import parse_assignment
 from jaxmarl_lab.runs.config import learner_names
 from jaxmarl_lab.runs.marl_eval import check_marl_eval
-from tests.helpers import one_error_line
+from tests.helpers import one_error_line, snapshot
 
-# The same run as tests/test_training.py's SIGKILL test (one process compiles it once): 40 iterations.
+# IQL on the lesson grid: 40 iterations in chunks of 4 (10 checkpoints; each orbax save spends about 0.15 s
+# syncing files on this machine, so a checkpoint per iteration would cost the suite seconds).
 TINY_FLAGS = ["--learner", "iql", "--env", "grid-world", "--set", "env_kwargs.layout=lesson",
               "--set", "runner.num_envs=4", "--set", "runner.rollout_len=5", "--set", "runner.buffer_capacity=64",
               "--set", "runner.batch_size=8", "--set", "runner.updates_per_rollout=1",
-              "--steps", "800", "--chunk-updates", "1", "--no-progress"]
+              "--steps", "800", "--chunk-updates", "4", "--no-progress"]
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +54,7 @@ def test_help_shows_every_option_with_its_default(command):
 
 def test_train_eval_and_marl_eval_end_to_end(run_dir, tmp_path, capsys):
     capsys.readouterr()
-    assert sorted(os.listdir(run_dir)) == [".jaxmarl-lab-run", ".lock", "checkpoint.npz", "config.json",
+    assert sorted(os.listdir(run_dir)) == [".jaxmarl-lab-run", ".lock", "checkpoint", "config.json",
                                            "learning_curve.png", "metrics.jsonl", "train.json"]
     config = json.load(open(os.path.join(run_dir, "config.json")))
     assert config["learner"] == "iql" and config["env_kwargs"] == {"layout": "lesson"}
@@ -104,9 +106,9 @@ def test_train_and_eval_with_the_previous_action_observed(tmp_path, capsys):
 
 
 def test_resume_of_a_finished_run_changes_nothing(run_dir, capsys):
-    before = open(os.path.join(run_dir, "checkpoint.npz"), "rb").read()
+    before = snapshot(os.path.join(run_dir, "checkpoint"))
     assert main(["train", "--resume", run_dir, "--no-progress", "--no-plot"]) == 0
-    assert open(os.path.join(run_dir, "checkpoint.npz"), "rb").read() == before
+    assert snapshot(os.path.join(run_dir, "checkpoint")) == before and all(k.startswith("40" + os.sep) for k in before)
 
 
 def test_list_names_every_env_learner_and_field(capsys):
@@ -176,19 +178,36 @@ def test_overwrite_refuses_a_directory_that_is_not_a_run(tmp_path, capsys):
     assert "nothing was deleted" in line and (tmp_path / "notes.txt").exists()
 
 
-def test_corrupt_checkpoint_on_resume(run_dir, tmp_path, capsys):
-    import shutil
+@pytest.mark.parametrize("damage", ["truncated array file", "removed array file", "garbage meta",
+                                    "garbage array metadata", "empty step folder"])
+def test_corrupt_checkpoint_on_eval_and_resume(run_dir, tmp_path, capsys, damage):
     copy = str(tmp_path / "corrupt")
-    shutil.copytree(run_dir, copy)
-    path = os.path.join(copy, "checkpoint.npz")
-    data = open(path, "rb").read()
-    open(path, "wb").write(data[: len(data) // 3])
-    line = one_error_line(capsys, ["train", "--resume", copy])
-    assert "corrupt or truncated" in line and path in line
+    shutil.copytree(run_dir, copy, ignore=shutil.ignore_patterns(".lock"))
+    step = os.path.join(copy, "checkpoint", "40")
+    data = max((os.path.join(root, n) for root, _, names in os.walk(os.path.join(step, "state")) for n in names
+                if os.sep + "d" + os.sep in os.path.join(root, n)), key=os.path.getsize)
+    if damage == "truncated array file":
+        with open(data, "r+b") as f:
+            f.truncate(os.path.getsize(data) // 3)
+    elif damage == "removed array file":
+        os.unlink(data)
+    elif damage == "garbage meta":
+        with open(os.path.join(step, "meta", "metadata"), "w") as f:
+            f.write('{"format": ')
+    elif damage == "garbage array metadata":
+        with open(os.path.join(step, "state", "_METADATA"), "wb") as f:
+            f.write(os.urandom(64))
+    else:
+        shutil.rmtree(step)
+        os.mkdir(step)
+    before = snapshot(copy)
+    for argv in (["eval", copy, "--episodes", "2"], ["train", "--resume", copy]):
+        line = one_error_line(capsys, argv)
+        assert "corrupt" in line and step in line, (damage, argv, line)
+    assert snapshot(copy) == before  # refused before anything was rewritten
 
 
 def test_mismatched_checkpoint_on_resume(run_dir, tmp_path, capsys):
-    import shutil
     copy = str(tmp_path / "mismatched")
     shutil.copytree(run_dir, copy)
     config = json.load(open(os.path.join(copy, "config.json")))

@@ -4,7 +4,6 @@ is refused, Ctrl-C and SIGTERM end cleanly, and every bad input is one `jaxmarl-
 from __future__ import annotations
 
 import errno
-import hashlib
 import io
 import json
 import os
@@ -17,14 +16,15 @@ import zipfile
 
 import jax
 import numpy as np
+import orbax.checkpoint as ocp
 import pytest
 
 from jaxmarl_lab.cli import main
 from jaxmarl_lab.runs import checkpoint, training
 from jaxmarl_lab.runs.config import RunConfig, seed_keys
 from jaxmarl_lab.runs.files import DirLock
-from jaxmarl_lab.runs.layout import CHECKPOINT, CONFIG, MARKER, METRICS, read_metrics
-from tests.helpers import one_error_line
+from jaxmarl_lab.runs.layout import CHECKPOINT, CONFIG, MARKER, METRICS, NPZ_CHECKPOINT, read_metrics
+from tests.helpers import one_error_line, snapshot, write_npz_checkpoint
 
 # 8 iterations of IQL on the lesson grid, a checkpoint after every one (compiled once per test process).
 FLAGS = ["--learner", "iql", "--env", "grid-world", "--set", "env_kwargs.layout=lesson",
@@ -32,17 +32,6 @@ FLAGS = ["--learner", "iql", "--env", "grid-world", "--set", "env_kwargs.layout=
          "--set", "runner.batch_size=8", "--set", "runner.updates_per_rollout=1",
          "--steps", "160", "--chunk-updates", "1", "--no-progress", "--no-plot"]
 COMMAND = [sys.executable, "-m", "jaxmarl_lab"]
-
-
-def snapshot(folder: str) -> dict:
-    """`{relative path: sha256}` of every file under `folder` but a `.lock` (taken by whoever looks)."""
-    out = {}
-    for root, _, names in os.walk(folder):
-        for name in (n for n in names if n != ".lock"):
-            path = os.path.join(root, name)
-            with open(path, "rb") as f:
-                out[os.path.relpath(path, folder)] = hashlib.sha256(f.read()).hexdigest()
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -118,6 +107,51 @@ def test_overwrite_replaces_a_run(run_copy, capsys):
     assert not os.path.exists(stale) and os.path.exists(os.path.join(run_copy, MARKER))
     assert checkpoint.read_meta(os.path.join(run_copy, CHECKPOINT))["iteration"] == 4
     assert [r["iteration"] for r in read_metrics(os.path.join(run_copy, METRICS))] == [1, 2, 3, 4]
+
+
+def test_overwrite_replaces_a_checkpoint_folder_only_as_orbax_writes_it(good_run, run_copy, tmp_path, capsys):
+    """checkpoint/ is the one tree --overwrite removes: a user's file in it, or a symlink anywhere in it
+    (even where orbax writes a folder), stops the overwrite and nothing is deleted."""
+    folder = os.path.join(run_copy, CHECKPOINT)
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    (theirs / "keep.txt").write_text("mine")
+    for plant in (lambda: open(os.path.join(folder, "notes.txt"), "w").close(),
+                  lambda: os.mkdir(os.path.join(folder, "8", "mine")),
+                  lambda: os.symlink(theirs, os.path.join(folder, "7")),
+                  lambda: os.symlink(theirs, os.path.join(folder, "8", "state", "d", "x"))):
+        plant()
+        before = snapshot(run_copy)
+        line = one_error_line(capsys, ["train", *FLAGS, "--run-dir", run_copy, "--overwrite"])
+        assert "checkpoint" in line and "nothing was deleted" in line, line
+        assert snapshot(run_copy) == before and (theirs / "keep.txt").read_text() == "mine"
+        shutil.rmtree(folder)
+        shutil.copytree(os.path.join(good_run, CHECKPOINT), folder)
+    os.mkdir(os.path.join(folder, "9.orbax-checkpoint-tmp"))  # a save killed mid-write: orbax's, so it goes
+    assert main(["train", *FLAGS, "--run-dir", run_copy, "--overwrite", "--steps", "40"]) == 0
+    assert os.listdir(folder) == ["2"] and (theirs / "keep.txt").read_text() == "mine"
+
+
+def test_resume_removes_a_killed_saves_temporary_folder(good_run, run_copy):
+    """A save killed before orbax's rename leaves `<step>.orbax-checkpoint-tmp` (and a kill while orbax
+    deletes the older step leaves part of it): --resume continues from the newest complete step, removes
+    the temporary folder, and the run ends as the uninterrupted one."""
+    folder = os.path.join(run_copy, CHECKPOINT)
+    t = training.make_training(training.load_run_state(good_run)[1])
+    state = t.init()
+    for _ in range(6):
+        state, _ = t.chunk(state, 1)
+    meta = {k: v for k, v in checkpoint.read_meta(folder).items() if k not in ("format", "treedef", "leaves")}
+    shutil.rmtree(folder)
+    checkpoint.save_checkpoint(folder, state, {**meta, "iteration": 6})
+    shutil.copytree(os.path.join(folder, "6"), os.path.join(folder, "4"))  # an older step, half deleted
+    shutil.rmtree(os.path.join(folder, "4", "state"))
+    shutil.copytree(os.path.join(folder, "6"), os.path.join(folder, "7.orbax-checkpoint-tmp"))
+    assert checkpoint.latest_step(folder) == 6 and checkpoint.read_meta(folder)["iteration"] == 6
+    assert main(["train", "--resume", run_copy, "--no-progress", "--no-plot"]) == 0
+    assert os.listdir(folder) == ["8"]
+    resumed, full = (jax.tree.leaves(training.load_run_state(d)[2]) for d in (run_copy, good_run))
+    assert all(np.array_equal(a, b) for a, b in zip(resumed, full))
 
 
 def test_resume_reports_a_damaged_metrics_line_and_rewrites_nothing(run_copy, capsys):
@@ -231,22 +265,26 @@ def test_read_only_parent_is_one_line(tmp_path, capsys, monkeypatch):
 
 
 def test_full_disk_while_checkpointing_keeps_the_previous_checkpoint(tmp_path, capsys, monkeypatch):
+    """The disk fills while orbax writes iteration 3 (in its background thread): one line, iteration 2 kept."""
     calls = {"n": 0}
-    savez = np.savez
+    save_fn = ocp.JsonCheckpointHandler._save_fn
 
-    def full_disk(*args, **kwargs):
+    async def full_disk(self, *args, **kwargs):
         calls["n"] += 1
         if calls["n"] == 3:
             raise OSError(errno.ENOSPC, "No space left on device")
-        return savez(*args, **kwargs)
-    monkeypatch.setattr(checkpoint.np, "savez", full_disk)
+        return await save_fn(self, *args, **kwargs)
+    monkeypatch.setattr(ocp.JsonCheckpointHandler, "_save_fn", full_disk)
     run_dir = str(tmp_path / "full")
     line = one_error_line(capsys, ["train", *FLAGS, "--run-dir", run_dir])
-    assert "No space left on device" in line and "previous checkpoint (iteration 2) is kept" in line
+    assert "iteration 3" in line and "No space left on device" in line, line
+    assert "previous checkpoint (iteration 2) is kept" in line, line
     assert checkpoint.read_meta(os.path.join(run_dir, CHECKPOINT))["iteration"] == 2
     assert not [n for n in os.listdir(run_dir) if n.startswith(".tmp-")]
-    monkeypatch.setattr(checkpoint.np, "savez", savez)
+    assert checkpoint.latest_step(os.path.join(run_dir, CHECKPOINT)) == 2  # the half-written step is no checkpoint
+    monkeypatch.setattr(ocp.JsonCheckpointHandler, "_save_fn", save_fn)
     assert main(["train", "--resume", run_dir, "--no-progress", "--no-plot"]) == 0
+    assert os.listdir(os.path.join(run_dir, CHECKPOINT)) == ["8"]  # resume removed the failed save's tmp folder
 
 
 def test_eval_of_a_huge_episode_count_is_one_line(good_run, capsys):
@@ -256,7 +294,11 @@ def test_eval_of_a_huge_episode_count_is_one_line(good_run, capsys):
 
 
 def test_crafted_array_header_is_refused_before_allocating(run_copy, capsys):
-    path = os.path.join(run_copy, CHECKPOINT)
+    """An old-format checkpoint.npz whose array header claims 10^12 floats."""
+    _, _, state, meta = training.load_run_state(run_copy)
+    shutil.rmtree(os.path.join(run_copy, CHECKPOINT))
+    path = os.path.join(run_copy, NPZ_CHECKPOINT)
+    write_npz_checkpoint(path, state, {k: v for k, v in meta.items() if k not in ("format", "treedef", "leaves")})
     with zipfile.ZipFile(path) as archive:
         members = {name: archive.read(name) for name in archive.namelist()}
     header = io.BytesIO()
@@ -269,6 +311,25 @@ def test_crafted_array_header_is_refused_before_allocating(run_copy, capsys):
     assert "1000000000000" in line and "corrupt" in line
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("damage", ["truncated", "removed"])
+def test_a_damaged_array_file_is_one_line_in_a_real_process(run_copy, damage):
+    """In a process of its own (where nothing catches Python's "Exception ignored" reports, as pytest does):
+    when orbax abandons its other reads after one fails, their reports do not reach stderr."""
+    data = max((os.path.join(root, n) for root, _, names in os.walk(os.path.join(run_copy, CHECKPOINT, "8", "state"))
+                for n in names if os.sep + "d" + os.sep in os.path.join(root, n)), key=os.path.getsize)
+    if damage == "removed":
+        os.unlink(data)
+    else:
+        with open(data, "r+b") as f:
+            f.truncate(100)
+    for argv in (["eval", run_copy, "--episodes", "2"], ["train", "--resume", run_copy, "--no-progress"]):
+        proc = subprocess.run([*COMMAND, *argv], capture_output=True, text=True, timeout=300)
+        lines = proc.stderr.strip().splitlines()
+        assert proc.returncode == 2 and len(lines) == 1, proc.stderr
+        assert lines[0].startswith("jaxmarl-lab: error: checkpoint") and "corrupt" in lines[0], lines
+
+
 # ----- numbers that lie ---------------------------------------------------------------------------------
 def test_non_finite_checkpoint_is_refused_by_eval_and_resume(run_copy, capsys):
     built, run, state, meta = training.load_run_state(run_copy)
@@ -276,6 +337,7 @@ def test_non_finite_checkpoint_is_refused_by_eval_and_resume(run_copy, capsys):
     first = next(i for i, x in enumerate(leaves) if np.issubdtype(x.dtype, np.floating))
     leaves[first] = leaves[first].at[(0,) * leaves[first].ndim].set(np.nan)
     state = state._replace(learner=jax.tree.unflatten(treedef, leaves))
+    shutil.rmtree(os.path.join(run_copy, CHECKPOINT))
     checkpoint.save_checkpoint(os.path.join(run_copy, CHECKPOINT), state,
                                {k: v for k, v in meta.items() if k not in ("format", "treedef", "leaves")})
     for argv in (["eval", run_copy, "--episodes", "2"], ["train", "--resume", run_copy, "--no-progress"]):

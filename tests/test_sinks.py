@@ -18,6 +18,7 @@ from jaxmarl_lab.cli import main
 from jaxmarl_lab.runs import training
 from jaxmarl_lab.runs.checkpoint import config_hash, save_checkpoint
 from jaxmarl_lab.runs.config import load_run_config
+from jaxmarl_lab.runs.layout import CHECKPOINT
 from jaxmarl_lab.runs.sinks import wandb_run_id, write_member_curve
 from tests.helpers import one_error_line
 
@@ -144,7 +145,8 @@ def test_resume_after_the_checkpoint_leaves_one_point_per_step(tb_run, tmp_path)
     run = load_run_config(os.path.join(run_dir, "config.json"))
     t = training.make_training(run)
     state, _ = t.chunk(t.init(), 2)  # the checkpoint of iteration 2 (80 env steps)
-    save_checkpoint(os.path.join(run_dir, "checkpoint.npz"), state,
+    shutil.rmtree(os.path.join(run_dir, CHECKPOINT))  # the finished run's; replaced by iteration 2's
+    save_checkpoint(os.path.join(run_dir, CHECKPOINT), state,
                     {"run": run.to_dict(), "config_hash": config_hash(run.to_dict()), "num_iterations": 8,
                      "chunk_updates": 2, "iteration": 2})
     assert main(["train", "--resume", run_dir, "--tensorboard", tb, "--no-progress", "--no-plot"]) == 0
@@ -238,4 +240,4 @@ def test_a_plain_train_imports_neither_sink_package(tmp_path):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert os.path.exists(os.path.join(str(tmp_path / "run"), "checkpoint.npz"))
+    assert os.path.exists(os.path.join(str(tmp_path / "run"), CHECKPOINT))

@@ -23,11 +23,12 @@ from jaxmarl_lab.baselines import random_actions
 from jaxmarl_lab.envs.rendezvous import team_reward
 from jaxmarl_lab.runner import run_episodes
 from jaxmarl_lab.runs import marl_eval, training
-from jaxmarl_lab.runs.checkpoint import config_hash, load_checkpoint, read_meta, save_checkpoint
+from jaxmarl_lab.runs.checkpoint import config_hash, latest_step, load_checkpoint, read_meta, save_checkpoint
 from jaxmarl_lab.runs.config import RunConfig
 from jaxmarl_lab.runs.evaluation import episode_starts, evaluate_run, optimal_returns, summarize
 from jaxmarl_lab.runs.plots import curve_band, plot_run_dir
 from jaxmarl_lab.stats import mean_ci, t_quantile_975
+from tests.helpers import write_npz_checkpoint
 
 # Off-policy (replay buffer, target network) and two vmapped seeds: 4 iterations of 4 envs x 5 steps.
 TINY = RunConfig(env="grid-world", env_kwargs={"layout": "lesson"}, learner="iql",
@@ -43,9 +44,9 @@ SIGKILL_FLAGS = ["--learner", "iql", "--env", "grid-world", "--set", "env_kwargs
                  "--steps", "800", "--chunk-updates", "1", "--no-progress"]
 
 
-def leaves(path: str) -> list[np.ndarray]:
-    with np.load(path) as data:
-        return [data[k] for k in sorted(data.files) if k.startswith("leaf_")]
+def leaves(run_dir: str) -> list[np.ndarray]:
+    """Every leaf of the run directory's checkpoint, on the host."""
+    return [np.asarray(x) for x in jax.tree.leaves(training.load_run_state(run_dir)[2])]
 
 
 @pytest.fixture(scope="module")
@@ -57,8 +58,9 @@ def full_run(tmp_path_factory) -> str:
 
 
 def test_run_directory_contents(full_run):
-    assert sorted(os.listdir(full_run)) == [".jaxmarl-lab-run", ".lock", "checkpoint.npz", "config.json",
+    assert sorted(os.listdir(full_run)) == [".jaxmarl-lab-run", ".lock", "checkpoint", "config.json",
                                             "learning_curve.png", "metrics.jsonl", "train.json"]
+    assert os.listdir(os.path.join(full_run, "checkpoint")) == ["4"]  # only the latest step is kept
     assert RunConfig.from_dict(json.load(open(os.path.join(full_run, "config.json")))) == TINY
     rows = training.read_metrics(os.path.join(full_run, "metrics.jsonl"))
     assert [r["iteration"] for r in rows] == [1, 2, 3, 4]
@@ -89,10 +91,11 @@ def test_resume_from_a_checkpoint_is_bit_identical(full_run, tmp_path):
     state, _ = t.chunk(t.init(), 2)
     meta = {"run": TINY.to_dict(), "config_hash": config_hash(TINY.to_dict()), "num_iterations": 4,
             "chunk_updates": 2, "iteration": 2}
-    save_checkpoint(os.path.join(run_dir, "checkpoint.npz"), state, meta)
-    halfway = leaves(os.path.join(run_dir, "checkpoint.npz"))
+    shutil.rmtree(os.path.join(run_dir, "checkpoint"))
+    save_checkpoint(os.path.join(run_dir, "checkpoint"), state, meta)
+    halfway = leaves(run_dir)
     training.resume_run(run_dir, progress=False, plot=False)
-    resumed, full = leaves(os.path.join(run_dir, "checkpoint.npz")), leaves(os.path.join(full_run, "checkpoint.npz"))
+    resumed, full = leaves(run_dir), leaves(full_run)
     assert len(resumed) == len(full) > 20
     assert all(np.array_equal(a, b) for a, b in zip(resumed, full))
     assert not all(np.array_equal(a, b) for a, b in zip(halfway, full))  # the resume did train
@@ -107,9 +110,9 @@ def test_sigkill_mid_run_then_resume_gives_identical_params(tmp_path):
     flags = [*SIGKILL_FLAGS, "--no-plot"]
     proc = subprocess.Popen([sys.executable, "-m", "jaxmarl_lab", "train", *flags, "--run-dir", run_dir],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    path = os.path.join(run_dir, "checkpoint.npz")
+    path = os.path.join(run_dir, "checkpoint")
     deadline = time.time() + 120
-    while not os.path.exists(path) and proc.poll() is None and time.time() < deadline:
+    while latest_step(path) is None and proc.poll() is None and time.time() < deadline:
         time.sleep(0.02)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
@@ -120,26 +123,76 @@ def test_sigkill_mid_run_then_resume_gives_identical_params(tmp_path):
     assert main(["train", "--resume", run_dir, "--no-plot", "--no-progress"]) == 0
     reference = str(tmp_path / "reference")
     assert main(["train", *flags, "--run-dir", reference]) == 0
-    resumed, full = leaves(path), leaves(os.path.join(reference, "checkpoint.npz"))
+    resumed, full = leaves(run_dir), leaves(reference)
     assert len(resumed) == len(full) and all(np.array_equal(a, b) for a, b in zip(resumed, full))
     assert read_meta(path)["iteration"] == 40
 
 
+def damaged_copies(full_run: str, tmp_path) -> dict[str, str]:
+    """Copies of full_run's checkpoint folder, each damaged one way."""
+    out = {}
+    for how in ("truncated array file", "removed array file", "garbage meta", "garbage array metadata"):
+        path = str(tmp_path / how.replace(" ", "-"))
+        shutil.copytree(os.path.join(full_run, "checkpoint"), path)
+        state = os.path.join(path, "4", "state")
+        data = sorted((os.path.join(root, n) for root, _, names in os.walk(state) for n in names
+                       if os.sep + "d" + os.sep in os.path.join(root, n)), key=os.path.getsize)[-1]
+        if how == "truncated array file":
+            with open(data, "r+b") as f:
+                f.truncate(os.path.getsize(data) // 2)
+        elif how == "removed array file":
+            os.unlink(data)
+        elif how == "garbage meta":
+            with open(os.path.join(path, "4", "meta", "metadata"), "w") as f:
+                f.write("{not json")
+        else:
+            with open(os.path.join(state, "_METADATA"), "w") as f:
+                f.write("\x00garbage")
+        out[how] = path
+    return out
+
+
 def test_load_checkpoint_refuses_corrupt_and_mismatched(full_run, tmp_path):
-    path = os.path.join(full_run, "checkpoint.npz")
+    path = os.path.join(full_run, "checkpoint")
     template = jax.eval_shape(training.make_training(TINY).init)
     good_hash = config_hash(TINY.to_dict())
-    truncated = str(tmp_path / "truncated.npz")
-    with open(path, "rb") as f, open(truncated, "wb") as g:
-        g.write(f.read()[: os.path.getsize(path) // 2])
-    with pytest.raises(ValueError, match="corrupt or truncated"):
-        load_checkpoint(truncated, template, good_hash)
+    for how, damaged in damaged_copies(full_run, tmp_path).items():
+        with pytest.raises(ValueError, match="corrupt") as info:
+            load_checkpoint(damaged, template, good_hash)
+        assert len(str(info.value).splitlines()) == 1, (how, str(info.value))
     with pytest.raises(ValueError, match="mismatched: written for run config"):
         load_checkpoint(path, template, "0" * 16)
     wider = RunConfig.from_dict({**TINY.to_dict(), "config": {"hidden_dim": 32}})
     with pytest.raises(ValueError, match=r"mismatched: leaf \d+ is float32\(2, (\d+, )?64\), the run config expects "
                                          r"float32\(2, (\d+, )?32\)"):
         load_checkpoint(path, jax.eval_shape(training.make_training(wider).init), good_hash)
+
+
+def test_an_old_npz_checkpoint_is_read_and_resumed_into_the_new_format(full_run, tmp_path):
+    """A run directory from before orbax (checkpoint.npz, format 1, as the old writer wrote it) still
+    evaluates, and resumes bit-identically; the resumed run's checkpoint is an orbax folder."""
+    run_dir = str(tmp_path / "old")
+    shutil.copytree(full_run, run_dir, ignore=shutil.ignore_patterns("checkpoint", ".lock"))
+    t = training.make_training(TINY)
+    state, _ = t.chunk(t.init(), 2)
+    meta = {"run": TINY.to_dict(), "config_hash": config_hash(TINY.to_dict()), "num_iterations": 4,
+            "chunk_updates": 2, "iteration": 2}
+    npz = os.path.join(run_dir, "checkpoint.npz")
+    write_npz_checkpoint(npz, state, meta)
+    assert read_meta(npz)["iteration"] == 2
+    _, _, loaded, _ = training.load_run_state(run_dir)
+    assert all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(loaded), jax.tree.leaves(state)))
+    training.resume_run(run_dir, progress=False, plot=False)
+    assert sorted(os.listdir(run_dir)) == [".jaxmarl-lab-run", ".lock", "checkpoint", "config.json",
+                                           "learning_curve.png", "metrics.jsonl", "train.json"]
+    resumed, full = leaves(run_dir), leaves(full_run)
+    assert len(resumed) == len(full) and all(np.array_equal(a, b) for a, b in zip(resumed, full))
+    truncated = str(tmp_path / "truncated.npz")
+    write_npz_checkpoint(truncated, state, meta)
+    with open(truncated, "r+b") as f:
+        f.truncate(os.path.getsize(truncated) // 2)
+    with pytest.raises(ValueError, match="corrupt or truncated"):
+        load_checkpoint(truncated, jax.eval_shape(t.init), config_hash(TINY.to_dict()))
 
 
 def test_non_finite_loss_stops_with_the_update_and_keeps_the_last_good_checkpoint(tmp_path, capsys):

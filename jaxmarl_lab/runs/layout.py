@@ -7,33 +7,68 @@ A run directory holds only files a run writes:
     config.json          the RunConfig (`train --config` reads it)
     train.json           the chunk length
     metrics.jsonl        one JSON row per iteration
-    checkpoint.npz       the whole training state, written atomically
+    checkpoint/          the whole training state: an orbax-checkpoint directory holding the latest
+                         step folder (`<iteration>/`, plus `<iteration>.orbax-checkpoint-tmp*` while one
+                         is written), see `runs.checkpoint`
+    checkpoint.npz       the checkpoint of a run from before orbax (still read; replaced on resume)
     learning_curve.png   the plot of metrics.jsonl
     eval.json            written by `jaxmarl-lab eval`
     .tmp-*               a temporary file of an atomic write (removed on resume)
 
 `open_run_dir(path, overwrite=True)` replaces a folder only when it is provably a run: it
 holds the marker and nothing else but the names above; it is not a symlink, the working
-directory or one of its parents. Even then it deletes only those names, never a tree.
+directory or one of its parents. Even then it deletes only those names, and the one tree it
+removes, `checkpoint/`, must hold only step folders as orbax writes them and no symlink.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import time
 
 from jaxmarl_lab.runs.files import LOCK, TMP_PREFIX, DirLock, atomic_write_text
 
-MARKER, CONFIG, TRAIN, METRICS, CHECKPOINT, CURVE, EVAL = (
-    ".jaxmarl-lab-run", "config.json", "train.json", "metrics.jsonl", "checkpoint.npz", "learning_curve.png",
-    "eval.json")
-RUN_FILES = frozenset({MARKER, LOCK, CONFIG, TRAIN, METRICS, CHECKPOINT, CURVE, EVAL})
+MARKER, CONFIG, TRAIN, METRICS, CHECKPOINT, NPZ_CHECKPOINT, CURVE, EVAL = (
+    ".jaxmarl-lab-run", "config.json", "train.json", "metrics.jsonl", "checkpoint", "checkpoint.npz",
+    "learning_curve.png", "eval.json")
+RUN_FILES = frozenset({MARKER, LOCK, CONFIG, TRAIN, METRICS, CHECKPOINT, NPZ_CHECKPOINT, CURVE, EVAL})
 MARKER_FORMAT = "jaxmarl-lab-run/1"
+ORBAX_TMP = ".orbax-checkpoint-tmp"  # a step being written: `<step>.orbax-checkpoint-tmp` (some orbax versions add `-<time>`)
+STEP_ENTRIES = frozenset({"state", "meta", "_CHECKPOINT_METADATA", "commit_success.txt"})  # a step folder's names
+_STEP_FOLDER = re.compile(r"\d+(" + re.escape(ORBAX_TMP) + r"(-\d+)?)?")
+_ITEM_TMP = re.compile(r"(state|meta)" + re.escape(ORBAX_TMP) + r"(-\d+)?")  # an item of a step being written
 
 
 def _is_run_file(name: str) -> bool:
     return name in RUN_FILES or name.startswith(TMP_PREFIX)
+
+
+def _is_foreign(run_dir: str, name: str) -> bool:
+    """Whether `name` in `run_dir` is something a run does not write (so --overwrite must not delete it)."""
+    path = os.path.join(run_dir, name)
+    if name == CHECKPOINT:
+        return not _is_checkpoint_tree(path)
+    return not _is_run_file(name) or os.path.isdir(path)
+
+
+def _is_checkpoint_tree(path: str) -> bool:
+    """`checkpoint/` holds only orbax step folders (`<step>/`, `<step>.orbax-checkpoint-tmp-*/`) with orbax's
+    entries, and no symlink anywhere: what orbax writes, so removing it removes nothing of the user's."""
+    if os.path.islink(path) or not os.path.isdir(path):
+        return False
+    for name in os.listdir(path):
+        step = os.path.join(path, name)
+        if not _STEP_FOLDER.fullmatch(name) or os.path.islink(step) or not os.path.isdir(step):
+            return False
+        if not all(n in STEP_ENTRIES or _ITEM_TMP.fullmatch(n) for n in os.listdir(step)):
+            return False
+        for root, dirs, files in os.walk(step):
+            if any(os.path.islink(os.path.join(root, n)) for n in dirs + files):
+                return False
+    return True
 
 
 def check_replaceable(run_dir: str) -> None:
@@ -52,7 +87,7 @@ def check_replaceable(run_dir: str) -> None:
     if MARKER not in names:
         raise FileExistsError(f"--overwrite only replaces a folder written by `jaxmarl-lab train` (it has the "
                               f"{MARKER} marker); {run_dir!r} has none, so nothing was deleted")
-    foreign = sorted(n for n in names if not _is_run_file(n) or os.path.isdir(os.path.join(run_dir, n)))
+    foreign = sorted(n for n in names if _is_foreign(run_dir, n))
     if foreign:
         shown = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
         raise FileExistsError(f"--overwrite refuses {run_dir!r}: it holds files a run does not write ({shown}); "
@@ -78,7 +113,9 @@ def open_run_dir(run_dir: str, overwrite: bool) -> DirLock:
         lock = DirLock(run_dir, "run directory").acquire()
         check_replaceable(run_dir)  # again, now that no other jaxmarl-lab process can write in it
         for name in os.listdir(run_dir):
-            if _is_run_file(name) and name not in (LOCK, MARKER):
+            if name == CHECKPOINT:
+                shutil.rmtree(os.path.join(run_dir, name))  # checked by check_replaceable: only orbax's tree
+            elif _is_run_file(name) and name not in (LOCK, MARKER):
                 os.unlink(os.path.join(run_dir, name))
     else:
         parent = os.path.dirname(os.path.abspath(run_dir))
@@ -142,5 +179,5 @@ def trim_metrics(path: str, iteration: int) -> None:
     atomic_write_text(path, "".join(text + "\n" for text in kept))
 
 
-__all__ = ["MARKER", "CONFIG", "TRAIN", "METRICS", "CHECKPOINT", "CURVE", "EVAL", "RUN_FILES", "check_replaceable",
-           "open_run_dir", "read_metrics", "trim_metrics"]
+__all__ = ["MARKER", "CONFIG", "TRAIN", "METRICS", "CHECKPOINT", "NPZ_CHECKPOINT", "CURVE", "EVAL", "RUN_FILES",
+           "ORBAX_TMP", "STEP_ENTRIES", "check_replaceable", "open_run_dir", "read_metrics", "trim_metrics"]

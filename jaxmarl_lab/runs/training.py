@@ -6,17 +6,19 @@
 
 The `num_seeds` seeds of a run are one vmapped program. The host loop jits
 `chunk(state) = lax.scan(vmap(iterate), state, length=k)` and, between chunks, appends
-one row per iteration to `metrics.jsonl`, writes `checkpoint.npz` atomically and prints
-a progress line. A resumed run re-enters the loop at the checkpoint's iteration with the
+one row per iteration to `metrics.jsonl`, starts an orbax save of the state into
+`checkpoint/` (written in a background thread while the next chunk runs; committed by an
+atomic rename) and prints a progress line. A resumed run re-enters the loop at the checkpoint's iteration with the
 same chunk length, so it runs the same compiled chunks on the same state: on CPU its
 final parameters are bit-identical to an uninterrupted run's.
 
 A run directory holds `config.json` (a RunConfig, usable with `train --config`),
-`train.json` (the chunk length), `metrics.jsonl`, `checkpoint.npz` and
-`learning_curve.png`. A non-finite loss or parameter stops the run with
-`NonFiniteError` naming the update; the last good checkpoint stays. An optional `sinks`
-factory (`runs.sinks.prepare_sinks`: TensorBoard, Weights & Biases) receives each chunk's
-rows right after metrics.jsonl, before the checkpoint; this module imports neither package.
+`train.json` (the chunk length), `metrics.jsonl`, `checkpoint/` and
+`learning_curve.png` (`runs.layout`); an old run's `checkpoint.npz` is still read. A
+non-finite loss or parameter stops the run with `NonFiniteError` naming the update; the
+last good checkpoint stays. An optional `sinks` factory (`runs.sinks.prepare_sinks`: TensorBoard,
+Weights & Biases) receives each chunk's rows right after metrics.jsonl, before the checkpoint;
+this module imports neither package.
 """
 
 from __future__ import annotations
@@ -38,11 +40,29 @@ import numpy as np
 from jaxmarl_lab.baselines import as_policy, random_policy
 from jaxmarl_lab.runner import RunnerState, make_evaluate, make_runner, run_episodes
 from jaxmarl_lab.runs import diagnostics, memory, plots, scoring
-from jaxmarl_lab.runs.checkpoint import config_hash, load_checkpoint, read_meta, save_checkpoint
+from jaxmarl_lab.runs.checkpoint import (
+    CheckpointSaveError,
+    CheckpointWriter,
+    config_hash,
+    has_checkpoint,
+    load_checkpoint,
+    read_meta,
+    remove_temp_dirs,
+)
 from jaxmarl_lab.runs.config import Built, RunConfig, build, load_run_config, save_run_config, seed_keys
 from jaxmarl_lab.runs.files import DirLock, atomic_write_json, atomic_write_text, describe_os_error, remove_temp_files
 from jaxmarl_lab.runs.interrupts import critical
-from jaxmarl_lab.runs.layout import CHECKPOINT, CONFIG, MARKER, METRICS, TRAIN, open_run_dir, read_metrics, trim_metrics
+from jaxmarl_lab.runs.layout import (
+    CHECKPOINT,
+    CONFIG,
+    MARKER,
+    METRICS,
+    NPZ_CHECKPOINT,
+    TRAIN,
+    open_run_dir,
+    read_metrics,
+    trim_metrics,
+)
 from jaxmarl_lab.runs.sinks import MetricSink, SinkFactory
 from jaxmarl_lab.types import LearnerState
 from jaxmarl_lab.validation import check_positive_int
@@ -268,7 +288,7 @@ def resume_run(run_dir: str, *, progress: bool = True, plot: bool = True, stream
     """
     start = time.perf_counter()
     run = _read_run(run_dir)
-    if not any(os.path.exists(os.path.join(run_dir, name)) for name in (MARKER, TRAIN, CHECKPOINT)):
+    if not any(os.path.exists(os.path.join(run_dir, name)) for name in (MARKER, TRAIN, CHECKPOINT, NPZ_CHECKPOINT)):
         raise ValueError(f"{run_dir!r} is not a jaxmarl-lab run directory (it holds {CONFIG} but no {MARKER}, "
                          f"{TRAIN} or {CHECKPOINT}); --resume writes only in folders `train` made")
     with DirLock(run_dir, "run directory"):
@@ -276,8 +296,9 @@ def resume_run(run_dir: str, *, progress: bool = True, plot: bool = True, stream
         n = training.built.runner.num_iterations
         k = _read_chunk_updates(run_dir, n)
         remove_temp_files(run_dir)  # of a writer that was killed mid-write
-        path = os.path.join(run_dir, CHECKPOINT)
-        if os.path.exists(path):
+        remove_temp_dirs(os.path.join(run_dir, CHECKPOINT))  # of an orbax save that was killed
+        path = checkpoint_path(run_dir)
+        if path is not None:
             state, meta = _load_state(path, training, run)
             done, k = int(meta["iteration"]), int(meta.get("chunk_updates", k))
         else:
@@ -302,8 +323,21 @@ def load_run_state(run_dir: str) -> tuple[Built, RunConfig, RunnerState, dict]:
     run = _read_run(run_dir)
     built = build(run)
     training = make_training(run, built)
-    state, meta = _load_state(os.path.join(run_dir, CHECKPOINT), training, run)
+    path = checkpoint_path(run_dir)
+    if path is None:
+        raise FileNotFoundError(f"run directory {run_dir!r} has no checkpoint yet ({CHECKPOINT}/ holds no "
+                                f"complete step)")
+    state, meta = _load_state(path, training, run)
     return built, run, state, meta
+
+
+def checkpoint_path(run_dir: str) -> str | None:
+    """The checkpoint of a run directory: `checkpoint/` once it holds a complete step, else an old run's
+    `checkpoint.npz`, else None."""
+    for name in (CHECKPOINT, NPZ_CHECKPOINT):
+        if has_checkpoint(os.path.join(run_dir, name)):
+            return os.path.join(run_dir, name)
+    return None
 
 
 def _load_state(path: str, training: Training, run: RunConfig) -> tuple[RunnerState, dict]:
@@ -336,6 +370,34 @@ def load_trained(run_dir: str, seed_index: int = 0) -> tuple[Built, RunConfig, L
 # ----- the loop ---------------------------------------------------------------------------
 def _loop(training: Training, state: RunnerState, done: int, k: int, run_dir: str, progress: bool,
           stream: TextIO | None, notes: "_Notes", sink: MetricSink | None = None) -> tuple[RunnerState, int, list]:
+    """Runs chunks from iteration `done` to the end; returns once the last checkpoint is on disk."""
+    writer = CheckpointWriter(os.path.join(run_dir, CHECKPOINT))
+    try:
+        out = _chunks(training, writer, state, done, k, run_dir, progress, stream, notes, sink)
+        _wait(writer, run_dir)
+    finally:
+        writer.close()  # after an error, the save under way (the last good checkpoint) still completes
+    npz = os.path.join(run_dir, NPZ_CHECKPOINT)
+    if writer.last_saved is not None and os.path.exists(npz):
+        os.unlink(npz)  # an old run's format-1 checkpoint, now superseded
+    return out
+
+
+def _wait(writer: CheckpointWriter, run_dir: str) -> None:
+    """Waits for the save under way; its failure is a CheckpointWriteError naming what is kept."""
+    try:
+        writer.wait()
+    except CheckpointSaveError as e:
+        kept = (f"the previous checkpoint (iteration {writer.last_saved}) is kept" if writer.last_saved
+                else "no checkpoint was written yet")
+        raise CheckpointWriteError(f"could not write the checkpoint of iteration {e.iteration} in {run_dir!r} "
+                                   f"({describe_os_error(e)}); {kept}: free space, then jaxmarl-lab train "
+                                   f"--resume {run_dir}") from None
+
+
+def _chunks(training: Training, writer: CheckpointWriter, state: RunnerState, done: int, k: int, run_dir: str,
+            progress: bool, stream: TextIO | None, notes: "_Notes",
+            sink: MetricSink | None) -> tuple[RunnerState, int, list]:
     run, runner = training.run, training.built.runner
     spec, gamma = _bounds_spec(training.built), getattr(training.built.hparams, "gamma", None)
     values_checked = gamma is None or spec is None
@@ -355,6 +417,7 @@ def _loop(training: Training, state: RunnerState, done: int, k: int, run_dir: st
         bad = np.argwhere(~finite)
         if bad.size:
             j, s = (int(v) for v in bad[0])
+            _wait(writer, run_dir)
             _append_rows(os.path.join(run_dir, METRICS), rows[:j + 1])
             if sink is not None:
                 sink.write(rows[:j + 1])
@@ -362,14 +425,16 @@ def _loop(training: Training, state: RunnerState, done: int, k: int, run_dir: st
             raise NonFiniteError(f"non-finite loss or parameters at update {done + j + 1} of {n} (seed "
                                  f"{run.seed + s}, learner update {int(metrics['updates'][j, s])}); the run "
                                  f"stopped and {kept} in {run_dir}")
+        _wait(writer, run_dir)  # the previous chunk's save: its failure is reported before more is written
         try:
             _append_rows(os.path.join(run_dir, METRICS), rows)
             if sink is not None:  # before the checkpoint: a kill in between re-logs these rows on --resume
                 sink.write(rows)
-            save_checkpoint(os.path.join(run_dir, CHECKPOINT), new_state, {**meta, "iteration": done + length})
+            writer.save(new_state, {**meta, "iteration": done + length})
         except OSError as e:
+            iteration = e.iteration if isinstance(e, CheckpointSaveError) else done + length
             kept = f"the previous checkpoint (iteration {done}) is kept" if done else "no checkpoint was written yet"
-            raise CheckpointWriteError(f"could not write the checkpoint of iteration {done + length} in {run_dir!r} "
+            raise CheckpointWriteError(f"could not write the checkpoint of iteration {iteration} in {run_dir!r} "
                                        f"({describe_os_error(e)}); {kept}: free space, then jaxmarl-lab train "
                                        f"--resume {run_dir}") from None
         if not values_checked:
@@ -515,4 +580,5 @@ def _read_chunk_updates(run_dir: str, num_iterations: int) -> int:
 
 
 __all__ = ["NonFiniteError", "CheckpointWriteError", "TrainResult", "Training", "make_training", "train_run",
-           "resume_run", "load_run_state", "load_trained", "read_metrics", "default_chunk_updates", "read_meta"]
+           "resume_run", "load_run_state", "load_trained", "checkpoint_path", "read_metrics", "default_chunk_updates",
+           "read_meta"]

@@ -43,7 +43,7 @@ from jaxmarl_lab.runs.files import (
     to_strict_json,
 )
 from jaxmarl_lab.runs.interrupts import critical
-from jaxmarl_lab.runs.layout import CHECKPOINT, CONFIG, METRICS, TRAIN, check_replaceable, open_run_dir
+from jaxmarl_lab.runs.layout import CHECKPOINT, CONFIG, METRICS, TRAIN, open_run_dir
 from jaxmarl_lab.stats import CI_LEVEL, NUM_BOOTSTRAP, bootstrap_iqm_ci
 
 METRIC = "final_return"
@@ -304,15 +304,12 @@ def write_best_member(out_dir: str, run: RunConfig, state: Any, num_iterations: 
     """Writes `best_member/`: a finished run directory of one member (`run`, one seed) whose checkpoint
     holds `state` (a `RunnerState` with a leading axis of 1) at its last iteration, so `jaxmarl-lab
     eval`, `render` and `train --resume` (nothing left to do) read it. The checkpoint goes first; its
-    meta holds `member` (point, seed, score, sweep fingerprint) and the run config's hash, so a
-    config.json from before a kill is seen as mismatched and replaced."""
+    meta holds `member` (point, seed, score, sweep fingerprint) and the run config's hash. The folder
+    is replaced as a whole (orbax does not rewrite a step it holds); a kill meanwhile leaves it without
+    a readable member, so `best_member_score` is -inf and the next chunk writes it again."""
     path = os.path.join(out_dir, BEST_MEMBER)
     with critical():
-        if os.path.isdir(path):
-            check_replaceable(path)
-            lock = DirLock(path, "run directory").acquire()
-        else:
-            lock = open_run_dir(path, overwrite=False)
+        lock = open_run_dir(path, overwrite=True)  # replaces only a run directory (`layout.check_replaceable`)
         try:
             save_checkpoint(os.path.join(path, CHECKPOINT), state,
                             {"run": run.to_dict(), "config_hash": config_hash(run.to_dict()),
