@@ -22,11 +22,17 @@ Breakdown, each timed as its own compiled scan over the same number of iteration
 
     python benchmarks/ppo_speed.py                 # IPPO and MAPPO
     python benchmarks/ppo_speed.py --iterations 20 --repeats 3
+    python benchmarks/ppo_speed.py --compare jaxmarl --jaxmarl-baselines /path/to/JaxMARL/baselines
+
+`--compare jaxmarl` instead times JaxMARL's own `make_train` beside ours in one process (see
+`compare_jaxmarl`); it needs `jaxmarl` plus hydra-core, omegaconf and wandb importable (their baseline
+scripts import them) and the `baselines/` folder of JaxMARL's repository, which the pip package lacks.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import statistics
@@ -180,15 +186,145 @@ def measure(name: str, iterations: int, repeats: int) -> dict:
     return out
 
 
+JAXMARL_IPPO = {  # baselines/IPPO/config/ippo_ff_mpe.yaml, at the sizes above
+    "LR": 2.5e-4, "NUM_ENVS": NUM_ENVS, "NUM_STEPS": ROLLOUT, "UPDATE_EPOCHS": 4, "NUM_MINIBATCHES": 4,
+    "GAMMA": 0.99, "GAE_LAMBDA": 0.95, "CLIP_EPS": 0.2, "ENT_COEF": 0.01, "VF_COEF": 0.5, "MAX_GRAD_NORM": 0.5,
+    "ACTIVATION": "tanh", "ENV_NAME": "MPE_simple_spread_v3", "ENV_KWARGS": {}, "ANNEAL_LR": True}
+JAXMARL_MAPPO = {  # baselines/MAPPO/config/mappo_homogenous_rnn_mpe.yaml (GRU; JaxMARL has no FF MAPPO for MPE)
+    "LR": 2e-3, "NUM_ENVS": NUM_ENVS, "NUM_STEPS": ROLLOUT, "FC_DIM_SIZE": 128, "GRU_HIDDEN_DIM": 128,
+    "UPDATE_EPOCHS": 4, "NUM_MINIBATCHES": 4, "GAMMA": 0.99, "GAE_LAMBDA": 0.95, "CLIP_EPS": 0.2,
+    "SCALE_CLIP_EPS": False, "ENT_COEF": 0.01, "VF_COEF": 0.5, "MAX_GRAD_NORM": 0.5, "ACTIVATION": "tanh",
+    "ENV_NAME": "MPE_simple_spread_v3", "ENV_KWARGS": {}, "ANNEAL_LR": True}
+COMPARE_ROWS = (  # name, JaxMARL baseline file under baselines/, its config, our learner, our PPOConfig
+    ("ippo", "IPPO/ippo_ff_mpe.py", JAXMARL_IPPO, make_ippo,
+     PPOConfig(hidden_dim=64, num_epochs=4, num_minibatches=4, activation="tanh", value_loss="clipped",
+               value_norm=False, grad_var_samples=0)),
+    ("mappo-gru", "MAPPO/mappo_rnn_mpe.py", JAXMARL_MAPPO, make_mappo,
+     PPOConfig(hidden_dim=128, recurrent=True, num_epochs=4, num_minibatches=4, activation="relu",
+               value_loss="clipped", value_norm=False, grad_var_samples=0)),
+)
+
+
+def load_jaxmarl_baselines(baselines_dir: str | None):
+    """JaxMARL's baseline modules {file: module}, or a string saying what is missing and how to get it."""
+    try:
+        import jaxmarl  # noqa: F401
+        import wandb
+    except ImportError as e:
+        return (f"skipped: {e.name} is not importable; install it with `pip install jaxmarl==0.2.0 "
+                "hydra-core omegaconf wandb` (see docs/benchmarks.md)")
+    modules = {}
+    for _, path, *_ in COMPARE_ROWS:
+        if baselines_dir is None:
+            try:
+                modules[path] = importlib.import_module("baselines." + path[:-3].replace("/", "."))
+                continue
+            except ImportError as e:
+                return (f"skipped: JaxMARL's baselines are not importable ({e}); get them with `git clone "
+                        "https://github.com/FLAIROx/JaxMARL` and pass --jaxmarl-baselines JaxMARL/baselines")
+        file = os.path.join(baselines_dir, path)
+        if not os.path.exists(file):
+            return f"skipped: {file} not found; --jaxmarl-baselines must be the baselines/ folder of JaxMARL's repo"
+        spec = importlib.util.spec_from_file_location("jaxmarl_baseline_" + path[:-3].replace("/", "_"), file)
+        modules[path] = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(modules[path])
+    wandb.init(mode="disabled")  # their make_train logs each update through wandb.log in an io_callback
+    return modules
+
+
+def compare_row(name, module, jm_config, make_learner, config, total_steps, seeds, repeats) -> dict:
+    """Compile JaxMARL's `make_train(config)` and ours, then time them alternately; env-steps/s of each."""
+    iterations = total_steps // (NUM_ENVS * ROLLOUT)
+    steps = seeds * iterations * NUM_ENVS * ROLLOUT
+    theirs = module.make_train(dict(jm_config, TOTAL_TIMESTEPS=total_steps))
+    env = envs.make("particle-spread", num_agents=3)
+    ours = make_train(env, make_learner(env.spec, config),
+                      RunnerConfig(num_envs=NUM_ENVS, rollout_len=ROLLOUT, total_env_steps=total_steps))
+    hparams = PPOHParams.create(lr=jm_config["LR"], vf_coef=0.5, ent_coef=0.01, max_grad_norm=0.5, clip_eps=0.2,
+                                lr_anneal_steps=float(total_steps))
+    keys = jax.random.split(jax.random.PRNGKey(0), seeds)
+    if seeds == 1:
+        runs = {"jaxmarl": (theirs, (keys[0],)), "ours": (ours, (keys[0], hparams))}
+    else:  # vmapped over keys the same way for both, as their scripts do
+        runs = {"jaxmarl": (jax.vmap(theirs), (keys,)), "ours": (jax.vmap(ours, in_axes=(0, None)), (keys, hparams))}
+    compiled, compile_s, times = {}, {}, {k: [] for k in runs}
+    for k, (fn, args) in runs.items():  # ahead-of-time compilation, outside the timing
+        start = time.perf_counter()
+        compiled[k] = jax.jit(fn).lower(*args).compile()
+        compile_s[k] = time.perf_counter() - start
+    for _ in range(repeats):  # A, B, A, B, ...
+        for k, (_, args) in runs.items():
+            start = time.perf_counter()
+            jax.block_until_ready(compiled[k](*args))
+            times[k].append(time.perf_counter() - start)
+    row = {"learner": name, "jaxmarl_baseline": module.__file__, "seeds": seeds, "env_steps": steps,
+           "compile_s": compile_s, "times_s": times}
+    for k in runs:
+        row[f"{k}_steps_per_s"] = steps / statistics.median(times[k])
+    row["ratio_ours_over_jaxmarl"] = row["ours_steps_per_s"] / row["jaxmarl_steps_per_s"]
+    return row
+
+
+def compare_jaxmarl(args) -> dict | None:
+    """`--compare jaxmarl`: JaxMARL's IPPO-FF and MAPPO (GRU) `make_train` against ours, same process."""
+    modules = load_jaxmarl_baselines(args.jaxmarl_baselines)
+    if isinstance(modules, str):
+        print(f"ppo_speed --compare jaxmarl {modules}")
+        return None
+    device = jax.devices()[0].device_kind
+    load_before = os.getloadavg()
+    print(f"# vs JaxMARL on MPE_simple_spread_v3 / particle-spread N=3: {NUM_ENVS} envs x {ROLLOUT} steps, 4 epochs "
+          f"x 4 minibatches, {args.total_timesteps} env steps per seed; jax {jax.__version__} on {device}, "
+          f"{os.cpu_count()} CPUs, load {load_before[0]:.2f}; alternating, median of {args.repeats}")
+    print("# ippo: JaxMARL IPPO-FF (tanh 64) vs ours (tanh 64, clipped value loss, no value normalisation)")
+    print("# mappo-gru: JaxMARL has no feed-forward MAPPO for MPE; its MAPPO for MPE is mappo_rnn_mpe.py (GRU 128, "
+          "relu): compared with our recurrent MAPPO (GRU 128, relu, clipped value loss, no value normalisation)")
+    print("| learner | seeds | JaxMARL env-steps/s | ours env-steps/s | ours / JaxMARL | compile s (JaxMARL, ours) |")
+    print("|---|---:|---:|---:|---:|---:|")
+    rows = []
+    for name, path, jm_config, make_learner, config in COMPARE_ROWS:
+        if name not in args.learners and name.split("-")[0] not in args.learners:
+            continue
+        for seeds in sorted({1, args.seeds} - {0}):
+            r = compare_row(name, modules[path], jm_config, make_learner, config, args.total_timesteps, seeds,
+                            args.repeats)
+            rows.append(r)
+            print(f"| {name} | {seeds} | {r['jaxmarl_steps_per_s']:.3g} | {r['ours_steps_per_s']:.3g} | "
+                  f"{r['ratio_ours_over_jaxmarl']:.2f}x | {r['compile_s']['jaxmarl']:.1f}, {r['compile_s']['ours']:.1f} |",
+                  flush=True)
+    result = {"device": device, "jax": jax.__version__, "cpu_count": os.cpu_count(), "load_before": load_before,
+              "load_after": os.getloadavg(), "total_timesteps_per_seed": args.total_timesteps,
+              "repeats": args.repeats, "rows": rows}
+    if args.json:
+        os.makedirs(os.path.dirname(args.json) or ".", exist_ok=True)
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=1)
+    return result
+
+
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--learners", nargs="+", default=["ippo", "mappo"], choices=["ippo", "mappo"])
     parser.add_argument("--iterations", type=int, default=40, help="rollout+update iterations per timed run")
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--seeds", type=int, default=10,
-                        help="also measure this many seeds vmapped (JaxMARL's shipped config runs 10); 0: skip")
-    parser.add_argument("--json", default="benchmarks/results/ppo_speed.json")
+    parser.add_argument("--seeds", type=int, default=None,
+                        help="also measure this many seeds vmapped (default 10, JaxMARL's shipped config; "
+                             "16 with --compare); 0: skip")
+    parser.add_argument("--json", default=None,
+                        help="default: benchmarks/results/ppo_speed.json, or ppo_compare.json with --compare")
+    parser.add_argument("--compare", choices=["jaxmarl"],
+                        help="time JaxMARL's IPPO-FF and MAPPO make_train against ours, alternately, same process")
+    parser.add_argument("--jaxmarl-baselines", metavar="DIR",
+                        help="the baselines/ folder of a JaxMARL checkout (default: import `baselines`)")
+    parser.add_argument("--total-timesteps", type=int, default=1_000_000,
+                        help="--compare: env steps per seed of each training run")
     args = parser.parse_args(argv)
+    if args.compare:
+        args.json = args.json or "benchmarks/results/ppo_compare.json"
+        args.seeds = 16 if args.seeds is None else args.seeds
+        return compare_jaxmarl(args)
+    args.json = args.json or "benchmarks/results/ppo_speed.json"
+    args.seeds = 10 if args.seeds is None else args.seeds
     device = jax.devices()[0].device_kind
     print(f"# particle-spread N=3, {NUM_ENVS} envs x {ROLLOUT} steps, {CONFIG.num_epochs} epochs x "
           f"{CONFIG.num_minibatches} minibatches, 64-unit tanh MLP, 1 seed; jax {jax.__version__} on {device}, "
