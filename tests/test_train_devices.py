@@ -20,7 +20,8 @@ from jaxmarl_lab.runs.training import seed_mesh
 
 FLAGS = ["--learner", "iql", "--env", "grid-world", "--set", "env_kwargs.layout=lesson", "--steps", "2000",
          "--set", "runner.num_envs=4", "--set", "runner.rollout_len=10", "--set", "runner.buffer_capacity=100",
-         "--set", "runner.batch_size=8", "--seeds", "4", "--seed", "11", "--no-plot"]
+         "--set", "runner.batch_size=8", "--set", "runner.updates_per_rollout=1", "--seeds", "4", "--seed", "11",
+         "--no-plot"]
 
 
 def test_seed_mesh_takes_the_most_devices_that_divide_the_seeds():

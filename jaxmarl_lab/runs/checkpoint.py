@@ -114,9 +114,16 @@ def describe_leaves(tree: Any) -> list[list]:
     return [[list(np.shape(x)), str(np.dtype(x.dtype))] for x in jax.tree.leaves(tree)]
 
 
-def _manager(path: str, read_only: bool) -> ocp.CheckpointManager:
+def _manager(path: str, read_only: bool, this_process_only: bool = False) -> ocp.CheckpointManager:
+    extra = {}
+    if this_process_only and jax.process_count() > 1:  # no barrier with processes that do not save
+        me = jax.process_index()
+        extra["multiprocessing_options"] = ocp.options.MultiprocessingOptions(
+            primary_host=me, active_processes={me}, barrier_sync_key_prefix=f"process{me}")
+        os.makedirs(path, exist_ok=True)  # orbax refuses `create` with `active_processes`
     options = ocp.CheckpointManagerOptions(max_to_keep=None if read_only else 1, read_only=read_only,
-                                           create=not read_only, enable_async_checkpointing=not read_only)
+                                           create=not read_only and not extra,
+                                           enable_async_checkpointing=not read_only, **extra)
     handlers = {"state": ocp.StandardCheckpointHandler(), "meta": ocp.JsonCheckpointHandler()}
     return ocp.CheckpointManager(os.path.abspath(path), item_names=("state", "meta"), item_handlers=handlers,
                                  options=options)
@@ -133,10 +140,10 @@ class CheckpointWriter:
     never counts as a checkpoint; the next writer (`train --resume`) removes it.
     """
 
-    def __init__(self, path: str):
+    def __init__(self, path: str, this_process_only: bool = False):
         self.path = path
         remove_temp_dirs(path)
-        self._manager = _manager(path, read_only=False)
+        self._manager = _manager(path, read_only=False, this_process_only=this_process_only)
         self._pending: int | None = None
         self.last_saved: int | None = self._manager.latest_step()
 
@@ -180,9 +187,12 @@ class CheckpointWriter:
                                   getattr(cause, "errno", None)) from None
 
 
-def save_checkpoint(path: str, state: Any, meta: dict) -> None:
-    """Writes one checkpoint and waits for it (`CheckpointWriter` for a training loop)."""
-    writer = CheckpointWriter(path)
+def save_checkpoint(path: str, state: Any, meta: dict, this_process_only: bool = False) -> None:
+    """Writes one checkpoint and waits for it (`CheckpointWriter` for a training loop).
+
+    `this_process_only`: in a multi-process program, only this process saves (host arrays), without
+    waiting for the others (the sweep's process 0 writing its best member)."""
+    writer = CheckpointWriter(path, this_process_only)
     try:
         writer.save(state, meta)
     finally:

@@ -314,7 +314,7 @@ def write_best_member(out_dir: str, run: RunConfig, state: Any, num_iterations: 
             save_checkpoint(os.path.join(path, CHECKPOINT), state,
                             {"run": run.to_dict(), "config_hash": config_hash(run.to_dict()),
                              "num_iterations": num_iterations, "chunk_updates": num_iterations,
-                             "iteration": num_iterations, "sweep_member": member})
+                             "iteration": num_iterations, "sweep_member": member}, this_process_only=True)
             save_run_config(run, os.path.join(path, CONFIG))
             atomic_write_json(os.path.join(path, TRAIN), {"chunk_updates": num_iterations})
             if not os.path.exists(os.path.join(path, METRICS)):
