@@ -126,6 +126,7 @@ def test_greedy_no_better_than_random():
     assert diagnostics.greedy_warnings(-20.0, -26.7) == []  # no optimum: 5% of |random|
 
 
+@pytest.mark.slow  # CI runs it with -m slow; keeps the default suite under 6 minutes on 2 cores
 def test_train_run_warns_of_each_failure(tmp_path):
     """Tiny QMIX runs on the lesson layout: lr 0 learns nothing (greedy no better than random; epsilon's
     10k-step schedule outlasts the 2k-step budget), lr 1 sends the Q-values far past the bound of 0.99."""

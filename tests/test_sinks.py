@@ -232,6 +232,7 @@ def test_a_missing_package_is_one_line_before_anything_is_written(monkeypatch, t
     assert os.listdir(tmp_path) == []
 
 
+@pytest.mark.slow  # CI runs it with -m slow; keeps the default suite under 6 minutes on 2 cores
 def test_a_plain_train_imports_neither_sink_package(tmp_path):
     code = ("import sys; from jaxmarl_lab.cli import main; "
             f"assert main(['train', *{FLAGS!r}, '--steps', '80', '--run-dir', {str(tmp_path / 'run')!r}]) == 0; "

@@ -57,6 +57,7 @@ def test_bad_learner_dimensions_are_refused(search, match):
         sweep.parse_search(sweep.SweepSpec.from_dict({**TINY_PPO, "learner": "mappo", "search": search}))
 
 
+@pytest.mark.slow  # CI runs it with -m slow; keeps the default suite under 6 minutes on 2 cores
 def test_learner_is_a_sweep_dimension_whose_members_equal_standalone_runs(tmp_path, capsys):
     """MAPPO vs IPPO x 2 seeds x 2 learning rates through `jaxmarl-lab sweep`: two compile groups, and
     each member's final return is that of `make_train` of the member's own run config."""
