@@ -12,6 +12,7 @@ warnings the run raised and the wall time (compilation included).
     python benchmarks/defaults_table.py --cells lesson rendezvous-one-step   # the cheap cells
     python benchmarks/defaults_table.py --cells qmix/lesson                   # one cell
     python benchmarks/defaults_table.py --list                                # every cell id
+    python benchmarks/defaults_table.py --matrix      # README's learner x task table from the results file
 
 Prints a markdown table and merges the rows into benchmarks/results/defaults_table.json (or `--json`),
 so subsets run at different times accumulate. Targets (issue 20): the lesson optimum in 4 of 4 seeds;
@@ -121,15 +122,47 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+TASK_TITLES = {"lesson": "grid-world lesson", "grid5": "grid-world 5x5x3", "rendezvous-one-step": "rendezvous 1-step",
+               "rendezvous-multi-step": "rendezvous multi-step", "spread": "particle-spread",
+               "spread-continuous": "particle-spread cont."}
+
+
+def matrix(rows: list[dict]) -> str:
+    """README's table: a row per learner, a column per task; each measured cell gives the mean greedy
+    per-agent return, the share of the random -> optimum (or scripted) gap, met or not, and the wall time."""
+    by = {r["cell"]: r for r in rows}
+    lines = ["| | " + " | ".join(TASK_TITLES.values()) + " |", "|---" * (len(TASKS) + 1) + "|"]
+    for learner in ("iql", "vdn", "qmix", "mappo", "ippo", "maddpg"):
+        cells = []
+        for task, (_, _, learners) in TASKS.items():
+            r = by.get(f"{learner}/{task}")
+            if learner not in learners:
+                cells.append("")
+            elif r is None:
+                cells.append("not measured")
+            else:
+                share = "" if r["share_of_gap"] is None else f" ({100 * r['share_of_gap']:.0f}%)"
+                cells.append(f"{'**' if r['met'] else ''}{r['greedy']:.2f}{share}{'**' if r['met'] else ' ✗'}, "
+                             f"{r['env_steps'] / 1e6:.2g}M, {r['wall_s']:.0f} s")
+        lines.append(f"| {learner.upper()} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cells", nargs="+", default=["lesson", "rendezvous-one-step"],
                         help="cell ids (learner/task), tasks or learners (default: the cheap cells)")
     parser.add_argument("--json", default=RESULTS, help="results file; rows of other cells already there are kept")
     parser.add_argument("--list", action="store_true", help="print every cell id and exit")
+    parser.add_argument("--matrix", action="store_true", help="print README's learner x task table of the results "
+                                                               "file and exit (trains nothing)")
     args = parser.parse_args(argv)
     if args.list:
         print("\n".join(CELLS))
+        return 0
+    if args.matrix:
+        with open(args.json) as f:
+            print(matrix(json.load(f)["rows"]))
         return 0
     assert set(LEARNERS) >= {c.split("/")[0] for c in CELLS}
     rows = []
