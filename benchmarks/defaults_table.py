@@ -13,6 +13,7 @@ warnings the run raised and the wall time (compilation included).
     python benchmarks/defaults_table.py --cells qmix/lesson                   # one cell
     python benchmarks/defaults_table.py --list                                # every cell id
     python benchmarks/defaults_table.py --matrix      # README's learner x task table from the results file
+    python benchmarks/defaults_table.py --cells vdn/spread --steps 6000000   # another budget: what would meet it
 
 Prints a markdown table and merges the rows into benchmarks/results/defaults_table.json (or `--json`),
 so subsets run at different times accumulate. Targets (issue 20): the lesson optimum in 4 of 4 seeds;
@@ -40,6 +41,7 @@ from jaxmarl_lab.runs.diagnostics import TrainingWarning
 from jaxmarl_lab.runs.training import END_EPISODES, END_EVAL_SEED, train_run
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "defaults_table.json")
+BUDGETS = os.path.join(os.path.dirname(RESULTS), "defaults_budgets.json")  # rows of runs with --steps
 SEEDS = 4
 #: task id -> (env, env_kwargs, learners that apply)
 TASKS = {
@@ -87,10 +89,12 @@ def scripted(env, params) -> float:
     return float(np.mean(jax.jit(evaluate)(jax.random.PRNGKey(END_EVAL_SEED))))
 
 
-def run_cell(cell: str, out_dir: str) -> dict:
+def run_cell(cell: str, out_dir: str, steps: int | None = None) -> dict:
+    """The cell's default run (every other setting from its preset; `steps` replaces only the budget)."""
     learner, task = cell.split("/")
     env, env_kwargs, _ = TASKS[task]
-    run = RunConfig(env=env, env_kwargs=env_kwargs, learner=learner, num_seeds=SEEDS)
+    run = RunConfig(env=env, env_kwargs=env_kwargs, learner=learner, num_seeds=SEEDS,
+                    runner={} if steps is None else {"total_env_steps": steps})
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         result = train_run(run, os.path.join(out_dir, cell.replace("/", "-")), progress=False, plot=False)
@@ -152,11 +156,19 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cells", nargs="+", default=["lesson", "rendezvous-one-step"],
                         help="cell ids (learner/task), tasks or learners (default: the cheap cells)")
-    parser.add_argument("--json", default=RESULTS, help="results file; rows of other cells already there are kept")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="env steps per seed instead of the preset's budget (rows go to "
+                             "benchmarks/results/defaults_budgets.json unless --json is given)")
+    parser.add_argument("--json", default=None, help="results file (default: defaults_table.json, or "
+                                                     "defaults_budgets.json with --steps); rows of other cells "
+                                                     "already there are kept")
     parser.add_argument("--list", action="store_true", help="print every cell id and exit")
     parser.add_argument("--matrix", action="store_true", help="print README's learner x task table of the results "
                                                                "file and exit (trains nothing)")
     args = parser.parse_args(argv)
+    if args.steps is not None and args.steps <= 0:
+        parser.error(f"--steps must be a positive number of env steps, got {args.steps}")
+    args.json = args.json or (RESULTS if args.steps is None else BUDGETS)
     if args.list:
         print("\n".join(CELLS))
         return 0
@@ -169,15 +181,18 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as out_dir:
         for cell in select(args.cells):
             tick = time.perf_counter()
-            rows.append(run_cell(cell, out_dir))
+            rows.append(run_cell(cell, out_dir, args.steps))
             print(f"{cell}: greedy {rows[-1]['greedy']:.3f}, {rows[-1]['target']} "
                   f"({time.perf_counter() - tick:.0f} s)", file=sys.stderr, flush=True)
     print(table(rows))
     old = json.load(open(args.json)) if os.path.exists(args.json) else {"rows": []}
-    kept = [r for r in old["rows"] if r["cell"] not in {row["cell"] for row in rows}]
-    data = {"command": "python benchmarks/defaults_table.py --cells " + " ".join(args.cells),
+    key = (lambda r: r["cell"]) if args.steps is None else (lambda r: (r["cell"], r["env_steps"]))
+    kept = [r for r in old["rows"] if key(r) not in {key(row) for row in rows}]
+    data = {"command": "python benchmarks/defaults_table.py --cells " + " ".join(args.cells)
+            + ("" if args.steps is None else f" --steps {args.steps}"),
             "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}",
-            "jax": jax.__version__, "rows": sorted(kept + rows, key=lambda r: CELLS.index(r["cell"]))}
+            "jax": jax.__version__,
+            "rows": sorted(kept + rows, key=lambda r: (CELLS.index(r["cell"]), r["env_steps"]))}
     os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
     with open(args.json, "w") as f:
         json.dump(data, f, indent=1)
