@@ -36,8 +36,10 @@ import jax
 import numpy as np
 
 from jaxmarl_lab.baselines import make_evaluate_policy, scripted_spread_policy
+from jaxmarl_lab.learners.defaults import LEARNER_NAMES
 from jaxmarl_lab.runs.config import LEARNERS, RunConfig, build
 from jaxmarl_lab.runs.diagnostics import TrainingWarning
+from jaxmarl_lab.runs.files import atomic_write_json
 from jaxmarl_lab.runs.training import END_EPISODES, END_EVAL_SEED, train_run
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "defaults_table.json")
@@ -135,8 +137,8 @@ def matrix(rows: list[dict]) -> str:
     """README's table: a row per learner, a column per task; each measured cell gives the mean greedy
     per-agent return, the share of the random -> optimum (or scripted) gap, met or not, and the wall time."""
     by = {r["cell"]: r for r in rows}
-    lines = ["| | " + " | ".join(TASK_TITLES.values()) + " |", "|---" * (len(TASKS) + 1) + "|"]
-    for learner in ("iql", "vdn", "qmix", "mappo", "ippo", "maddpg"):
+    lines = ["| | " + " | ".join(TASK_TITLES[task] for task in TASKS) + " |", "|---" * (len(TASKS) + 1) + "|"]
+    for learner in LEARNER_NAMES:
         cells = []
         for task, (_, _, learners) in TASKS.items():
             r = by.get(f"{learner}/{task}")
@@ -173,6 +175,8 @@ def main(argv: list[str] | None = None) -> int:
         print("\n".join(CELLS))
         return 0
     if args.matrix:
+        if not os.path.exists(args.json):
+            parser.error(f"--matrix reads the results file {args.json}, which does not exist; run some cells first")
         with open(args.json) as f:
             print(matrix(json.load(f)["rows"]))
         return 0
@@ -194,8 +198,7 @@ def main(argv: list[str] | None = None) -> int:
             "jax": jax.__version__,
             "rows": sorted(kept + rows, key=lambda r: (CELLS.index(r["cell"]), r["env_steps"]))}
     os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-    with open(args.json, "w") as f:
-        json.dump(data, f, indent=1)
+    atomic_write_json(args.json, data)  # the file accumulates rows of earlier runs: a kill must not lose them
     return 0
 
 
