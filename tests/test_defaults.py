@@ -23,7 +23,7 @@ from jaxmarl_lab.learners import PPOConfig, ValueHParams, preset
 from jaxmarl_lab.learners.defaults import BASE, PRESETS
 from jaxmarl_lab.runner import RunnerConfig, make_train, run_episodes
 from jaxmarl_lab.runs import diagnostics
-from jaxmarl_lab.runs.config import LEARNERS, RunConfig, build
+from jaxmarl_lab.runs.config import LEARNERS, RunConfig, build, preset_env_note
 from jaxmarl_lab.runs.scoring import optimal_returns
 from jaxmarl_lab.runs.training import train_run
 from jaxmarl_lab.sweeps import run as sweep
@@ -140,6 +140,7 @@ def test_train_run_warns_of_each_failure(tmp_path):
     assert "warning: the greedy policy at the end returns -0.500 per agent, no better than random" in text
     assert "value estimates" not in text  # an untrained network's values stay inside the bounds
     assert result.greedy_return == [pytest.approx(-0.5)] and result.optimum == pytest.approx(0.97)
+    assert result.greedy_length == [50.0]  # never at the goal: every greedy episode runs to max_steps
     assert len(result.warnings) == 2
     out = io.StringIO()
     result = train_run(dataclasses.replace(base, hparams={"lr": 1.0, "gamma": 0.99}), str(tmp_path / "wild"),
@@ -149,6 +150,27 @@ def test_train_run_warns_of_each_failure(tmp_path):
     with pytest.warns(diagnostics.TrainingWarning, match="no better than random"):  # without progress output
         train_run(dataclasses.replace(base, hparams={"lr": 0.0}), str(tmp_path / "quiet"), plot=False,
                   progress=False)
+
+
+def test_preset_env_options_apply_unless_the_run_sets_them():
+    """Value-based learners on random grid-world were tuned with the egocentric view, the previous action and
+    shaping 0.3 while training: a run gets them unless it sets them, and evaluation never plays the shaping."""
+    grid5 = {"num_agents": 3, "height": 5, "width": 5}
+    built = build(RunConfig(env="grid-world", env_kwargs=grid5, learner="vdn"))
+    tuned = envs.make("grid-world", **grid5, observation="egocentric", obs_last_action=True)
+    assert built.env.unwrapped.observation == "egocentric" and built.env.spec.obs_dim == tuned.spec.obs_dim
+    assert float(built.train_env_params.shaping) == pytest.approx(0.3) and float(built.env_params.shaping) == 0.0
+    note = preset_env_note(RunConfig(env="grid-world", env_kwargs=grid5, learner="vdn"), built.env.spec)
+    assert "observation='egocentric', obs_last_action=True" in note and "shaping=0.3 while training" in note
+    own = build(RunConfig(env="grid-world", env_kwargs={**grid5, "observation": "coords"},
+                          env_params={"shaping": 0.1}, learner="vdn"))
+    assert own.env.unwrapped.observation == "coords"  # the run's value wins; obs_last_action it left unset
+    assert own.env.spec.obs_dim == envs.make("grid-world", **grid5, obs_last_action=True).spec.obs_dim
+    assert float(own.train_env_params.shaping) == float(own.env_params.shaping) == pytest.approx(0.1)
+    lesson = build(RunConfig(env="grid-world", env_kwargs={"layout": "lesson"}, learner="vdn"))  # no options there
+    assert lesson.env.observation == "coords" and float(lesson.train_env_params.shaping) == 0.0
+    assert preset_env_note(RunConfig(env="grid-world", env_kwargs={"layout": "lesson"}, learner="vdn"),
+                           lesson.env.spec) is None
 
 
 # ----- per-agent returns -----------------------------------------------------------------

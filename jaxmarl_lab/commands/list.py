@@ -38,7 +38,7 @@ def describe_env(name: str) -> list[str]:
 def describe_learner(name: str) -> list[str]:
     """Lines describing one learner: description, actions, Config and HParams fields with defaults, its
     runner fields, and its presets per environment (`learners.defaults`: what `train` uses unless set)."""
-    from jaxmarl_lab.learners.defaults import BASE, PRESETS, preset
+    from jaxmarl_lab.learners.defaults import BASE, PRESETS
     from jaxmarl_lab.runs.config import LEARNERS
 
     entry = LEARNERS[name]
@@ -50,9 +50,9 @@ def describe_learner(name: str) -> list[str]:
              f"  runner: {_fields(BASE[name].runner)}"]
     for (learner, task), tuned in PRESETS.items():
         if learner == name:
-            p = preset(name)._replace(config=tuned.config, hparams=tuned.hparams, runner=tuned.runner)
-            sections = [f"{section}.{k}={v!r}" for section in ("config", "hparams", "runner")
-                        for k, v in getattr(p, section).items()]
+            sections = [f"{section}.{k}={v!r}" for section in ("env_kwargs", "config", "hparams", "runner")
+                        for k, v in getattr(tuned, section).items()]
+            sections += [f"env_params.{k}={v!r} (training only)" for k, v in tuned.train_env_params.items()]
             lines.append(f"  on {task}: {', '.join(sections)}")
     return lines
 

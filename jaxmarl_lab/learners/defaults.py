@@ -28,12 +28,20 @@ LEARNER_NAMES = ("iql", "vdn", "qmix", "mappo", "ippo", "maddpg")
 
 
 class Preset(NamedTuple):
-    """Settings of one learner, as dicts of fields over the class defaults."""
+    """Settings of one learner, as dicts of fields over the class defaults.
+
+    `env_kwargs` and `train_env_params` are what the learner was tuned with on that environment beyond
+    the learner's own settings (grid-world's egocentric view, the previous action in the observation,
+    reward shaping while training): a run that does not set them gets them; the greedy evaluation
+    always plays the environment's own params (no shaping).
+    """
 
     config: dict  # fields of the learner's Config (shape-setting)
     hparams: dict  # fields of the learner's HParams (traced scalars)
     runner: dict  # fields of runner.RunnerConfig (sizes and the training budget)
     source: str = ""  # where the settings were measured
+    env_kwargs: dict = {}  # keyword arguments of envs.make (observation options) the run does not set
+    train_env_params: dict = {}  # env params fields used while training only (never in evaluation)
 
 
 _VALUE_RUNNER = {"num_envs": 16, "rollout_len": 25, "buffer_capacity": 5000, "batch_size": 32,
@@ -58,13 +66,17 @@ _LESSON_VALUE = Preset({"hidden_dim": 64},
                         "batch_size": 32, "updates_per_rollout": 8},
                        "tests/test_value_learning.py; " + _STUDY + " lesson: 8/8 seeds at the optimum")
 # grid-world random layouts, value-based: the study's `TASKS["grid5"]` (VDN 1.089 x the optimum on 5 x 5 with
-# 3 agents, with env_kwargs observation="egocentric", obs_last_action=True and shaping 0.3 in training).
+# 3 agents). Its env options are part of the preset: on the default "coords" view greedy MLP agents deadlock on
+# ~20% of layouts (ratio 3.0-3.3); the egocentric view, each agent's previous action and shaping 0.3 while
+# training (potential-based, so the optimum is unchanged) fixed that.
 _GRID5_VALUE = Preset({"hidden_dim": 128},
                       {"lr": 1e-3, "gamma": 0.95, "td_lambda": 0.6, "eps_decay_steps": 200_000.0, "target_tau": 0.1,
                        "lr_anneal_steps": 1_000_000.0},
                       {"num_envs": 16, "rollout_len": 10, "total_env_steps": 1_000_000, "buffer_capacity": 5000,
                        "batch_size": 32, "updates_per_rollout": 8},
-                      _STUDY + " grid5 (egocentric view, previous action, shaping 0.3)")
+                      _STUDY + " grid5 (egocentric view, previous action, shaping 0.3)",
+                      env_kwargs={"observation": "egocentric", "obs_last_action": True},
+                      train_env_params={"shaping": 0.3})
 # particle-spread discrete, value-based: the study's `TASKS["spread"]` (VDN -13.99 at 2M steps), trained 6M steps:
 # VDN -14.06 at 2M, -9.43 at 6M over 4 seeds (benchmarks/defaults_table.py --cells vdn/spread --steps 6000000).
 _SPREAD_VALUE = Preset({"hidden_dim": 64},
@@ -73,8 +85,11 @@ _SPREAD_VALUE = Preset({"hidden_dim": 64},
 # PPO: one 50-step episode per rollout on grid-world (10-step rollouts left 1-2 of 8 lesson seeds stuck).
 _LESSON_PPO = Preset({}, {}, {"num_envs": 64, "rollout_len": 50, "total_env_steps": 200_000},
                      _STUDY + " actor-critic lesson: 8/8 seeds at the optimum")
+# PPO on grid5 with the value-based learners' view: the "coords" view left the greedy policies at 3.5x the optimum's
+# steps (the study, 8 seeds); egocentric + previous action: MAPPO 1.28x, IPPO 1.13x (benchmarks/defaults_table.py).
 _GRID5_PPO = Preset({}, {}, {"num_envs": 64, "rollout_len": 50, "total_env_steps": 2_000_000},
-                    _STUDY + " actor-critic grid5 (coords view: 3.5x the optimum)")
+                    "benchmarks/defaults_table.py grid5 (egocentric view, previous action)",
+                    env_kwargs={"observation": "egocentric", "obs_last_action": True})
 # particle-spread: gamma 0.95, not 0.99 (MAPPO -9.34 vs -12.63 after 5M steps): episodes always truncate at 25.
 # 1M steps leave MAPPO at -14.4 per agent (benchmarks/defaults_table.py); the study's 4-seed probe reached -11.3 at 2M.
 _SPREAD_PPO = Preset({}, {"gamma": 0.95}, {**_PPO_RUNNER, "total_env_steps": 3_000_000},
@@ -133,4 +148,4 @@ def preset(learner: str, spec: EnvSpec | None = None) -> Preset:
     if tuned is None:
         return base
     return Preset({**base.config, **tuned.config}, {**base.hparams, **tuned.hparams},
-                  {**base.runner, **tuned.runner}, tuned.source)
+                  {**base.runner, **tuned.runner}, tuned.source, tuned.env_kwargs, tuned.train_env_params)

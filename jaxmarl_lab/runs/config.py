@@ -35,6 +35,7 @@ from jaxmarl_lab.learners import (
     make_vdn,
     preset,
 )
+from jaxmarl_lab.learners.defaults import task_key
 from jaxmarl_lab.runner import RunnerConfig
 from jaxmarl_lab.runs.files import atomic_write_json
 from jaxmarl_lab.types import EnvSpec, Learner
@@ -183,12 +184,13 @@ def save_run_config(run: RunConfig, path: str) -> None:
 
 
 class Built(NamedTuple):
-    env: Any  # envs.Environment
-    env_params: Any
+    env: Any  # envs.Environment, with the preset's env_kwargs the run does not set
+    env_params: Any  # what evaluation plays
     learner: Learner
     learner_config: Any  # the learner's Config dataclass
     hparams: Any  # the learner's HParams, range-checked
     runner: RunnerConfig
+    train_env_params: Any  # what training plays: env_params with the preset's training-only fields (shaping)
 
 
 def _dataclass_from(cls: type, values: dict, what: str):
@@ -219,10 +221,10 @@ def build(run: RunConfig) -> Built:
         raise ValueError(f"unknown learner {run.learner!r}; valid names: {', '.join(learner_names())}")
     entry = LEARNERS[run.learner]
     check_fixed_fields(run.learner, run.config)
-    try:
-        env = envs.make(run.env, **run.env_kwargs)
-    except TypeError as e:
-        raise ValueError(f"bad env_kwargs {run.env_kwargs} for {run.env!r}: {e}") from None
+    env = _make_env(run.env, run.env_kwargs)
+    defaults = preset(run.learner, env.spec)  # the learner's settings for this env; the run's go over them
+    if set(defaults.env_kwargs) - set(run.env_kwargs):  # options the learner was tuned with (the variant is kept)
+        env = _make_env(run.env, {**defaults.env_kwargs, **run.env_kwargs})
     if env.spec.action_kind not in entry.actions:
         raise ValueError(f"learner {run.learner!r} needs {' or '.join(entry.actions)} actions; {run.env!r} "
                          f"with {run.env_kwargs} has {env.spec.action_kind} actions")
@@ -233,7 +235,8 @@ def build(run: RunConfig) -> Built:
         if unknown:
             raise ValueError(f"unknown env_params fields {sorted(unknown)} for {run.env!r}; valid: {valid}")
         params = env.default_params(**run.env_params)  # validated and converted to arrays
-    defaults = preset(run.learner, env.spec)  # the learner's settings for this env; the run's go over them
+    train_only = {k: v for k, v in defaults.train_env_params.items() if k not in run.env_params}
+    train_params = env.default_params(**run.env_params, **train_only) if train_only else params
     learner_config = _dataclass_from(entry.config_cls, {**defaults.config, **entry.fixed, **run.config},
                                      entry.config_cls.__name__)
     learner = entry.make(env.spec, learner_config)
@@ -243,4 +246,26 @@ def build(run: RunConfig) -> Built:
     if runner.num_envs % minibatches:
         raise ValueError(f"{entry.config_cls.__name__}.num_minibatches ({minibatches}) must divide "
                          f"RunnerConfig.num_envs ({runner.num_envs})")
-    return Built(env, params, learner, learner_config, hparams, runner)
+    return Built(env, params, learner, learner_config, hparams, runner, train_params)
+
+
+def preset_env_note(run: RunConfig, spec: EnvSpec) -> str | None:
+    """One line naming the env options the learner's preset set for `run` (None when it set none)."""
+    defaults = preset(run.learner, spec)
+    kwargs = {k: v for k, v in defaults.env_kwargs.items() if k not in run.env_kwargs}
+    train_only = {k: v for k, v in defaults.train_env_params.items() if k not in run.env_params}
+    if not kwargs and not train_only:
+        return None
+    parts = [f"env_kwargs {', '.join(f'{k}={v!r}' for k, v in kwargs.items())}"] if kwargs else []
+    if train_only:
+        parts.append(f"env_params {', '.join(f'{k}={v!r}' for k, v in train_only.items())} while training "
+                     "(the training return includes it; the greedy evaluation does not)")
+    return (f"note: {run.learner}'s preset for {task_key(spec)} sets {'; '.join(parts)}; "
+            "--set env_kwargs.K=V / env_params.K=V overrides them")
+
+
+def _make_env(name: str, env_kwargs: dict) -> Any:
+    try:
+        return envs.make(name, **env_kwargs)
+    except TypeError as e:
+        raise ValueError(f"bad env_kwargs {env_kwargs} for {name!r}: {e}") from None

@@ -30,7 +30,7 @@ def tree_bytes(tree: Any) -> int:
 
 def member_bytes(built: Any) -> int:
     """Estimated bytes of one seed of one run (`config.Built`), from `jax.eval_shape`."""
-    runner = make_runner(built.env, built.learner, built.runner, built.env_params)
+    runner = make_runner(built.env, built.learner, built.runner, built.train_env_params)
     key = jax.ShapeDtypeStruct((2,), jnp.uint32)
     hparams = type(built.hparams)(*(jax.ShapeDtypeStruct((), jnp.float32) for _ in built.hparams))
     state = jax.eval_shape(runner.init, key, hparams)

@@ -49,7 +49,8 @@ from jaxmarl_lab.runs.checkpoint import (
     read_meta,
     remove_temp_dirs,
 )
-from jaxmarl_lab.runs.config import Built, RunConfig, build, load_run_config, save_run_config, seed_keys
+from jaxmarl_lab.runs.config import (Built, RunConfig, build, load_run_config, preset_env_note, save_run_config,
+                                     seed_keys)
 from jaxmarl_lab.runs.files import DirLock, atomic_write_json, atomic_write_text, describe_os_error, remove_temp_files
 from jaxmarl_lab.runs.interrupts import critical
 from jaxmarl_lab.runs.layout import (
@@ -93,6 +94,7 @@ class TrainResult(NamedTuple):
     random_return: float | None = None  # uniformly random actions' return on the same episodes
     optimum: float | None = None  # the exact optimum of the same episodes, where the env knows it
     warnings: tuple = ()  # messages of `runs.diagnostics`: schedules, values, greedy vs random
+    greedy_length: list | None = None  # (S,) mean greedy episode length of each seed (max_steps when unfinished)
 
 
 class Training(NamedTuple):
@@ -152,17 +154,18 @@ _COMPILED: dict[str, tuple[Callable, Callable, Callable]] = {}
 def _jitted_functions(built: Built, mesh: jax.sharding.Mesh) -> tuple[Callable, Callable, Callable]:
     """`init(keys (S, 2), hparams) -> state (S, ...)`, `chunk(state, k)` and `score(key, learner_states)`, jitted,
     the seed axis split over `mesh`."""
-    runner = make_runner(built.env, built.learner, built.runner, built.env_params)
+    runner = make_runner(built.env, built.learner, built.runner, built.train_env_params)
     steps = scoring.horizon(built.env, built.env_params)
     evaluate = make_evaluate(built.env, built.learner, END_EPISODES, steps, built.env_params)
     random, carry = as_policy(random_policy(built.env.spec))
 
     def score(key: jax.Array, learner_states: Any) -> tuple:
-        """Greedy returns `(S, K)`, random actions' `(K,)` and the K starts, all on the episodes of `key`."""
-        greedy = jax.vmap(evaluate, in_axes=(None, 0))(key, learner_states)["returns"]
+        """Greedy returns and episode lengths `(S, K)`, random actions' returns `(K,)` and the K starts, all on
+        the episodes of `key`."""
+        greedy = jax.vmap(evaluate, in_axes=(None, 0))(key, learner_states)
         played = run_episodes(built.env, random, carry, key, END_EPISODES, steps, built.env_params)["returns"]
         starts = built.env.reset_batch(jax.random.split(key)[0], built.env_params, END_EPISODES)[0]
-        return greedy, played, starts
+        return greedy["returns"], greedy["lengths"], played, starts
 
     def checked_iterate(state: RunnerState) -> tuple[RunnerState, dict]:
         # `LearnerState.updates` tells whether the iteration updated (only then do its losses count).
@@ -254,6 +257,9 @@ def train_run(run: RunConfig, run_dir: str, *, chunk_updates: int | None = None,
     notes.add(diagnostics.schedule_warnings(built.hparams, n * built.runner.steps_per_iteration))
     training = make_training(run, built)
     jax.eval_shape(training.init)  # traces the learner and env: a bad value fails here, before any file changes
+    env_note = preset_env_note(run, built.env.spec)
+    if progress and env_note:
+        print(env_note, file=stream or sys.stderr)
     if progress and n * built.runner.steps_per_iteration != built.runner.total_env_steps:
         print(f"note: total_env_steps {built.runner.total_env_steps:,} is not a multiple of num_envs x rollout_len "
               f"= {built.runner.steps_per_iteration:,}; training {n * built.runner.steps_per_iteration:,} steps "
@@ -469,31 +475,35 @@ def _finish(training: Training, run_dir: str, looped: tuple, plot: bool, start: 
     if plot:
         plots.plot_run_dir(run_dir)
     steps = done * training.built.runner.steps_per_iteration
-    greedy, random, optimum = end_scores(training, state.learner)
+    greedy, random, optimum, lengths = end_scores(training, state.learner)
     notes.add(diagnostics.greedy_warnings(float(np.mean(greedy)), random, optimum))
     return TrainResult(run_dir, done, steps, last_return, time.perf_counter() - start, greedy, random, optimum,
-                       tuple(notes.messages))
+                       tuple(notes.messages), lengths)
 
 
-def end_scores(training: Training, learner_states: Any, seed: int = END_EVAL_SEED) -> tuple[list, float, float | None]:
-    """`(greedy (S,), random, optimum or None)`: mean per-agent returns on the same `END_EPISODES` episodes
-    of the greedy policy of each seed's learner state and of uniformly random actions
-    (`baselines.random_policy`), and the env's optimum of those episodes (`Environment.optimal_returns`).
+def end_scores(training: Training, learner_states: Any,
+               seed: int = END_EVAL_SEED) -> tuple[list, float, float | None, list]:
+    """`(greedy (S,), random, optimum or None, greedy lengths (S,))`: mean per-agent returns on the same
+    `END_EPISODES` episodes of the greedy policy of each seed's learner state and of uniformly random actions
+    (`baselines.random_policy`), the env's optimum of those episodes (`Environment.optimal_returns`), and the
+    greedy policy's mean episode length per seed (an unfinished episode counts its `max_steps`).
 
     Compiled once per run shape, with the training chunk (`make_training`'s cache)."""
     built = training.built
-    greedy, random, starts = jax.device_get(training.score(jax.random.PRNGKey(seed), learner_states))
+    greedy, lengths, random, starts = jax.device_get(training.score(jax.random.PRNGKey(seed), learner_states))
     optimum, _ = built.env.optimal_returns(built.env_params, starts)
     return ([float(g) for g in np.asarray(greedy).mean(axis=1)], float(np.mean(random)),
-            None if optimum is None else float(np.mean(optimum)))
+            None if optimum is None else float(np.mean(optimum)),
+            [float(n) for n in np.asarray(lengths, np.float64).mean(axis=1)])
 
 
 def _bounds_spec(built: Built):
-    """The env's spec with the reward bounds of the run's params (None if the env has no bounds hook)."""
+    """The env's spec with the reward bounds of the params the run trains on (shaping included; None if the
+    env has no bounds hook)."""
     bounds = getattr(built.env, "reward_bounds", None)
     if bounds is None:
         return None
-    return dataclasses.replace(built.env.spec, **bounds(built.env_params)._asdict())
+    return dataclasses.replace(built.env.spec, **bounds(built.train_env_params)._asdict())
 
 
 class _Notes:

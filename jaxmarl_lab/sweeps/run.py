@@ -145,7 +145,7 @@ def make_member_fn(built: Built, eval_episodes: int = 0) -> Callable:
     (`greedy_finished`); `curve (B,)` is the training episode return, NaN-averaged over the
     bins of `curve_edges`; `state` is the final `RunnerState`.
     """
-    train = make_train(built.env, built.learner, built.runner, built.env_params)
+    train = make_train(built.env, built.learner, built.runner, built.train_env_params)
     edges = curve_edges(built.runner.num_iterations)
     evaluate = None
     if eval_episodes:
