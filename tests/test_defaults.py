@@ -23,7 +23,7 @@ from jaxmarl_lab.learners import PPOConfig, ValueHParams, preset
 from jaxmarl_lab.learners.defaults import BASE, PRESETS
 from jaxmarl_lab.runner import RunnerConfig, make_train, run_episodes
 from jaxmarl_lab.runs import diagnostics
-from jaxmarl_lab.runs.config import LEARNERS, RunConfig, build, preset_env_note
+from jaxmarl_lab.runs.config import LEARNERS, RunConfig, build, preset_env_note, with_preset_env_kwargs
 from jaxmarl_lab.runs.scoring import optimal_returns
 from jaxmarl_lab.runs.training import train_run
 from jaxmarl_lab.sweeps import run as sweep
@@ -167,6 +167,9 @@ def test_preset_env_options_apply_unless_the_run_sets_them():
     assert own.env.unwrapped.observation == "coords"  # the run's value wins; obs_last_action it left unset
     assert own.env.spec.obs_dim == envs.make("grid-world", **grid5, obs_last_action=True).spec.obs_dim
     assert float(own.train_env_params.shaping) == float(own.env_params.shaping) == pytest.approx(0.1)
+    written = with_preset_env_kwargs(RunConfig(env="grid-world", env_kwargs=grid5, learner="vdn"), built.env.spec)
+    assert written.env_kwargs == {**grid5, "observation": "egocentric", "obs_last_action": True}  # config.json's
+    assert build(written).env.spec == built.env.spec
     lesson = build(RunConfig(env="grid-world", env_kwargs={"layout": "lesson"}, learner="vdn"))  # no options there
     assert lesson.env.observation == "coords" and float(lesson.train_env_params.shaping) == 0.0
     assert preset_env_note(RunConfig(env="grid-world", env_kwargs={"layout": "lesson"}, learner="vdn"),

@@ -223,8 +223,9 @@ def build(run: RunConfig) -> Built:
     check_fixed_fields(run.learner, run.config)
     env = _make_env(run.env, run.env_kwargs)
     defaults = preset(run.learner, env.spec)  # the learner's settings for this env; the run's go over them
-    if set(defaults.env_kwargs) - set(run.env_kwargs):  # options the learner was tuned with (the variant is kept)
-        env = _make_env(run.env, {**defaults.env_kwargs, **run.env_kwargs})
+    tuned = with_preset_env_kwargs(run, env.spec)  # options the learner was tuned with (the variant is kept)
+    if tuned is not run:
+        env = _make_env(run.env, tuned.env_kwargs)
     if env.spec.action_kind not in entry.actions:
         raise ValueError(f"learner {run.learner!r} needs {' or '.join(entry.actions)} actions; {run.env!r} "
                          f"with {run.env_kwargs} has {env.spec.action_kind} actions")
@@ -247,6 +248,14 @@ def build(run: RunConfig) -> Built:
         raise ValueError(f"{entry.config_cls.__name__}.num_minibatches ({minibatches}) must divide "
                          f"RunnerConfig.num_envs ({runner.num_envs})")
     return Built(env, params, learner, learner_config, hparams, runner, train_params)
+
+
+def with_preset_env_kwargs(run: RunConfig, spec: EnvSpec) -> RunConfig:
+    """`run` with the env_kwargs of its learner's preset on an env of `spec` written out (the run's own values
+    win); `run` itself when the preset sets none it lacks. A run directory stores this, so a later change of
+    the presets does not change the environment of a run that resumes."""
+    kwargs = {**preset(run.learner, spec).env_kwargs, **run.env_kwargs}
+    return run if kwargs == run.env_kwargs else dataclasses.replace(run, env_kwargs=kwargs)
 
 
 def preset_env_note(run: RunConfig, spec: EnvSpec) -> str | None:

@@ -50,7 +50,7 @@ from jaxmarl_lab.runs.checkpoint import (
     remove_temp_dirs,
 )
 from jaxmarl_lab.runs.config import (Built, RunConfig, build, load_run_config, preset_env_note, save_run_config,
-                                     seed_keys)
+                                     seed_keys, with_preset_env_kwargs)
 from jaxmarl_lab.runs.files import DirLock, atomic_write_json, atomic_write_text, describe_os_error, remove_temp_files
 from jaxmarl_lab.runs.interrupts import critical
 from jaxmarl_lab.runs.layout import (
@@ -250,6 +250,8 @@ def train_run(run: RunConfig, run_dir: str, *, chunk_updates: int | None = None,
     """
     start = time.perf_counter()
     built = build(run)
+    env_note = preset_env_note(run, built.env.spec)
+    run = with_preset_env_kwargs(run, built.env.spec)  # config.json names the env the run trains on
     n = built.runner.num_iterations
     k = default_chunk_updates(n) if chunk_updates is None else check_positive_int("chunk_updates", chunk_updates)
     check_memory(built, run.num_seeds, memory_budget)
@@ -257,7 +259,6 @@ def train_run(run: RunConfig, run_dir: str, *, chunk_updates: int | None = None,
     notes.add(diagnostics.schedule_warnings(built.hparams, n * built.runner.steps_per_iteration))
     training = make_training(run, built)
     jax.eval_shape(training.init)  # traces the learner and env: a bad value fails here, before any file changes
-    env_note = preset_env_note(run, built.env.spec)
     if progress and env_note:
         print(env_note, file=stream or sys.stderr)
     if progress and n * built.runner.steps_per_iteration != built.runner.total_env_steps:
