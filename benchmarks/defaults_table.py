@@ -13,6 +13,7 @@ warnings the run raised and the wall time (compilation included).
     python benchmarks/defaults_table.py --cells qmix/lesson                   # one cell
     python benchmarks/defaults_table.py --list                                # every cell id
     python benchmarks/defaults_table.py --matrix      # README's learner x task table from the results file
+    python benchmarks/defaults_table.py --table       # docs/benchmarks.md's table of every row
     python benchmarks/defaults_table.py --cells vdn/spread --steps 6000000   # another budget: what would meet it
 
 Prints a markdown table and merges the rows into benchmarks/results/defaults_table.json (or `--json`),
@@ -191,6 +192,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--list", action="store_true", help="print every cell id and exit")
     parser.add_argument("--matrix", action="store_true", help="print README's learner x task table of the results "
                                                                "file and exit (trains nothing)")
+    parser.add_argument("--table", action="store_true", help="print the results file's rows as docs/benchmarks.md's "
+                                                              "table and exit (trains nothing)")
     args = parser.parse_args(argv)
     if args.steps is not None and args.steps <= 0:
         parser.error(f"--steps must be a positive number of env steps, got {args.steps}")
@@ -198,11 +201,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.list:
         print("\n".join(CELLS))
         return 0
-    if args.matrix:
+    if args.matrix or args.table:
         if not os.path.exists(args.json):
-            parser.error(f"--matrix reads the results file {args.json}, which does not exist; run some cells first")
+            parser.error(f"--{'matrix' if args.matrix else 'table'} reads the results file {args.json}, which does "
+                         "not exist; run some cells first")
         with open(args.json) as f:
-            print(matrix(json.load(f)["rows"]))
+            rows = json.load(f)["rows"]
+        print(matrix(rows) if args.matrix else table(rows))
         return 0
     assert set(LEARNERS) >= {c.split("/")[0] for c in CELLS}
     rows = []
