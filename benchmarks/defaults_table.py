@@ -160,7 +160,8 @@ TASK_TITLES = {"lesson": "grid-world lesson", "grid5": "grid-world 5x5x3", "rend
 
 def matrix(rows: list[dict]) -> str:
     """README's table: a row per learner, a column per task; each measured cell gives the mean greedy
-    per-agent return, the share of the random -> optimum (or scripted) gap, met or not, and the wall time."""
+    per-agent return, the share of the random -> optimum (or scripted) gap (grid5: the greedy steps over the
+    optimum's), met or not, and the wall time."""
     by = {r["cell"]: r for r in rows}
     lines = ["| | " + " | ".join(TASK_TITLES[task] for task in TASKS) + " |", "|---" * (len(TASKS) + 1) + "|"]
     for learner in LEARNER_NAMES:
@@ -173,6 +174,8 @@ def matrix(rows: list[dict]) -> str:
                 cells.append("not measured")
             else:
                 share = "" if r["share_of_gap"] is None else f" ({100 * r['share_of_gap']:.0f}%)"
+                if "layout_steps_per_seed" in r:  # grid5: steps over the optimum's on the fixed layouts
+                    share = f" ({np.mean(r['layout_steps_per_seed']) / r['layout_optimal_steps']:.2f}x opt. steps)"
                 cells.append(f"{'**' if r['met'] else ''}{r['greedy']:.2f}{share}{'**' if r['met'] else ' ✗'}, "
                              f"{r['env_steps'] / 1e6:.2g}M, {r['wall_s']:.0f} s")
         lines.append(f"| {learner.upper()} | " + " | ".join(cells) + " |")
