@@ -135,7 +135,8 @@ def run_cell(cell: str, out_dir: str, steps: int | None = None) -> dict:
             "env_steps": result.env_steps, "seeds": SEEDS, "greedy_per_seed": greedy.tolist(),
             "greedy": float(greedy.mean()), "greedy_length_per_seed": lengths.tolist(),
             **({} if steps is None else {"layout_steps_per_seed": steps.tolist(), "layouts": GRID5_LAYOUTS,
-                                         "layout_optimal_steps": optimal_steps}), "random": result.random_return, "reference": reference,
+                                         "layout_optimal_steps": optimal_steps}),
+            "random": result.random_return, "reference": reference,
             "reference_kind": kind, "share_of_gap": share, "target": what, "met": met,
             "final_training_return": result.final_return, "wall_s": result.seconds,
             "warnings": [str(w.message) for w in caught if isinstance(w.message, TrainingWarning)]}

@@ -170,6 +170,9 @@ def test_preset_env_options_apply_unless_the_run_sets_them():
     written = with_preset_env_kwargs(RunConfig(env="grid-world", env_kwargs=grid5, learner="vdn"), built.env.spec)
     assert written.env_kwargs == {**grid5, "observation": "egocentric", "obs_last_action": True}  # config.json's
     assert build(written).env.spec == built.env.spec
+    assert build(written, env_presets=False).env.spec == built.env.spec  # how a run directory is read back
+    older = build(RunConfig(env="grid-world", env_kwargs=grid5, learner="vdn"), env_presets=False)
+    assert older.env.observation == "coords"  # a run directory from before presets held env options
     lesson = build(RunConfig(env="grid-world", env_kwargs={"layout": "lesson"}, learner="vdn"))  # no options there
     assert lesson.env.observation == "coords" and float(lesson.train_env_params.shaping) == 0.0
     assert preset_env_note(RunConfig(env="grid-world", env_kwargs={"layout": "lesson"}, learner="vdn"),

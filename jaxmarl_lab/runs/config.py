@@ -210,8 +210,12 @@ def run_hparams(run: RunConfig, spec: EnvSpec) -> Any:
     return LEARNERS[run.learner].hparams_cls.create(**{**preset(run.learner, spec).hparams, **run.hparams})
 
 
-def build(run: RunConfig) -> Built:
+def build(run: RunConfig, env_presets: bool = True) -> Built:
     """Everything a run needs, validated before tracing.
+
+    `env_presets=False` builds the env from `run.env_kwargs` alone, as a run directory holds them (`train`
+    writes the preset's options out; one written before presets held env options has none, and its
+    checkpoint was trained without them).
 
     Raises:
         ValueError: unknown env / learner (listing the valid names), a learner that does
@@ -223,7 +227,7 @@ def build(run: RunConfig) -> Built:
     check_fixed_fields(run.learner, run.config)
     env = _make_env(run.env, run.env_kwargs)
     defaults = preset(run.learner, env.spec)  # the learner's settings for this env; the run's go over them
-    tuned = with_preset_env_kwargs(run, env.spec)  # options the learner was tuned with (the variant is kept)
+    tuned = with_preset_env_kwargs(run, env.spec) if env_presets else run  # options it was tuned with
     if tuned is not run:
         env = _make_env(run.env, tuned.env_kwargs)
     if env.spec.action_kind not in entry.actions:

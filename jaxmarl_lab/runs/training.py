@@ -49,8 +49,16 @@ from jaxmarl_lab.runs.checkpoint import (
     read_meta,
     remove_temp_dirs,
 )
-from jaxmarl_lab.runs.config import (Built, RunConfig, build, load_run_config, preset_env_note, save_run_config,
-                                     seed_keys, with_preset_env_kwargs)
+from jaxmarl_lab.runs.config import (
+    Built,
+    RunConfig,
+    build,
+    load_run_config,
+    preset_env_note,
+    save_run_config,
+    seed_keys,
+    with_preset_env_kwargs,
+)
 from jaxmarl_lab.runs.files import DirLock, atomic_write_json, atomic_write_text, describe_os_error, remove_temp_files
 from jaxmarl_lab.runs.interrupts import critical
 from jaxmarl_lab.runs.layout import (
@@ -299,7 +307,7 @@ def resume_run(run_dir: str, *, progress: bool = True, plot: bool = True, stream
         raise ValueError(f"{run_dir!r} is not a jaxmarl-lab run directory (it holds {CONFIG} but no {MARKER}, "
                          f"{TRAIN} or {CHECKPOINT}); --resume writes only in folders `train` made")
     with DirLock(run_dir, "run directory"):
-        training = make_training(run)
+        training = make_training(run, build(run, env_presets=False))  # the env the run directory names
         n = training.built.runner.num_iterations
         k = _read_chunk_updates(run_dir, n)
         remove_temp_files(run_dir)  # of a writer that was killed mid-write
@@ -328,7 +336,7 @@ def load_run_state(run_dir: str) -> tuple[Built, RunConfig, RunnerState, dict]:
             learner state is not finite.
     """
     run = _read_run(run_dir)
-    built = build(run)
+    built = build(run, env_presets=False)  # the env the run directory names
     training = make_training(run, built)
     path = checkpoint_path(run_dir)
     if path is None:

@@ -62,7 +62,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxmarl_lab.runner import make_evaluate, make_train
-from jaxmarl_lab.runs.config import LEARNERS, Built, RunConfig, build, run_hparams, seed_keys
+from jaxmarl_lab.runs.config import LEARNERS, Built, RunConfig, build, run_hparams, seed_keys, with_preset_env_kwargs
 from jaxmarl_lab.runs.memory import available_bytes, episode_bytes, member_bytes, mib
 from jaxmarl_lab.runs.scoring import horizon, optimal_returns
 from jaxmarl_lab.sweeps import report as sweep_report
@@ -515,6 +515,7 @@ def _train_groups(spec: SweepSpec, dims: list[Dimension], points: list[dict], gr
                               "fingerprint": spec.fingerprint()}
                     run = dataclasses.replace(point_run_config(spec, dims, points[group.points[i]]),
                                               seed=spec.base.seed + s, num_seeds=1)
+                    run = with_preset_env_kwargs(run, group.built.env.spec)  # as `train` writes a run directory
                     sweep_report.write_best_member(out_dir, run, best_state, group.built.runner.num_iterations,
                                                    member)
                     best = float(scores[j])
