@@ -112,7 +112,7 @@ _ONE_STEP_MADDPG = Preset({"hidden_dim": 32},
 # that never reaches the goals (Q at the no-goal value from then on); its Gumbel samples then stop exploring.
 # A 2-seed lesson sweep at 500k (python -m jaxmarl_lab sweep, policy_reg 0.01 / 0.1 / 1): greedy 0.95-0.96,
 # 0.97 (the optimum) in both seeds, 0.95-0.96.
-_LESSON_MADDPG = Preset({}, {"policy_reg": 0.1}, {}, "a policy_reg sweep on the lesson (benchmarks/defaults_table.py)")
+_LESSON_MADDPG = Preset({}, {"policy_reg": 0.1}, {}, "a policy_reg sweep on the lesson (jaxmarl-lab sweep)")
 _GRID5_MADDPG = Preset({}, {"policy_reg": 0.1}, {}, "the lesson's policy_reg with the grid5 view of the other learners",
                        env_kwargs=_GRID5_PPO.env_kwargs)
 # multi-step rendezvous: two 2-seed sweeps (500k: policy_reg, lr_actor, sigma_end, gamma; 1M: sigma_end, tau,
@@ -120,9 +120,9 @@ _GRID5_MADDPG = Preset({}, {"policy_reg": 0.1}, {}, "the lesson's policy_reg wit
 # left; the base settings: 8.6% over 4 seeds); a third (hidden_dim 64 / 128 x gamma 0.95 / 0.99) put 128 units
 # at gamma 0.95 first (1.57% / 1.71%).
 _MULTI_STEP_MADDPG = Preset({"hidden_dim": 128}, {"lr_actor": 3e-4, "policy_reg": 0.0, "sigma_end": 0.3},
-                            {**_MADDPG_RUNNER, "total_env_steps": 1_000_000}, "two sweeps on multi-step rendezvous")
+                            {**_MADDPG_RUNNER, "total_env_steps": 1_000_000}, "three jaxmarl-lab sweeps")
 _MADDPG_2M = Preset({}, {}, {**_MADDPG_RUNNER, "total_env_steps": 2_000_000}, _STUDY + " actor-critic spread")
-# continuous particle-spread: -14.99 at 1M, -12.50 at 2M over 4 seeds (benchmarks/defaults_table.py --steps 2000000)
+# continuous particle-spread: -14.99 at 1M, -12.50 at 2M (a probe beside a sweep), -11.72 at 3M over 4 seeds
 _MADDPG_3M = Preset({}, {}, {**_MADDPG_RUNNER, "total_env_steps": 3_000_000},
                     "benchmarks/defaults_table.py spread-continuous: -14.99 at 1M, -12.50 at 2M")
 
