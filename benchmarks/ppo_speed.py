@@ -11,14 +11,17 @@ Breakdown, each timed as its own compiled scan over the same number of iteration
   update   : the PPO update alone on a fixed rollout,
   train    : the fused loop (rollout + update), what users run.
   floor    : the arithmetic any implementation of this config must do, and nothing else:
-             per iteration, epochs x minibatches Adam steps on the gradient of a bare
-             PPO-shaped loss of two plain-jnp 64-unit tanh MLPs (actor 5 logits, critic 1
-             value) over minibatches of the same size, on fixed random data. No env, no
-             GAE, no distributions, no value normalisation. `steps / floor` is a ceiling
-             on the training env-steps/s of any implementation on this machine. Both
-             MLPs take the observation + agent id (IPPO's shapes); MAPPO's critic input
-             is larger, so for MAPPO this is a looser ceiling. It is timed once per row,
-             which also shows the run-to-run noise of the machine.
+             per iteration, one forward pass of both networks over the whole rollout (the
+             actor's log-probabilities acting needs, the critic's values GAE needs), then
+             epochs x minibatches Adam steps on the gradient of a bare PPO-shaped loss of two
+             plain-jnp 64-unit tanh MLPs (actor 5 logits, critic 1 value) over minibatches of
+             the same size, on fixed random data. No env, no sampling, no GAE recursion, no
+             distributions, no value normalisation. `steps / floor` is a ceiling on the
+             training env-steps/s of any JAX implementation on this machine. Both MLPs take the
+             observation + agent id (IPPO's shapes); MAPPO's critic input is larger, so for
+             MAPPO this is a looser ceiling. It is timed once per row, which also shows the
+             run-to-run noise of the machine. With seeds vmapped, every seed has its own
+             networks and data.
 
     python benchmarks/ppo_speed.py                 # IPPO and MAPPO
     python benchmarks/ppo_speed.py --iterations 20 --repeats 3
@@ -63,12 +66,17 @@ def median_seconds(fn, args, repeats: int) -> float:
     return statistics.median(times)
 
 
-def floor_seconds(spec, iterations: int, repeats: int) -> float:
-    """Time of the bare update arithmetic for `iterations` iterations (see the module docstring)."""
+def floor_seconds(spec, iterations: int, repeats: int, seeds: int = 1) -> float:
+    """Time of the bare training arithmetic for `iterations` iterations of `seeds` seeds (module docstring).
+
+    With `seeds` > 1 the same program is vmapped over seeds, each with its own parameters, optimizer
+    state and data, as a vmapped training run has: no seed shares a matmul operand with another.
+    """
     n, epochs, minibatches = spec.num_agents, CONFIG.num_epochs, CONFIG.num_minibatches
     rows = NUM_ENVS * ROLLOUT * n // minibatches  # agent-steps per minibatch
     in_dim = spec.obs_dim + n  # observation + agent id, as the shared-parameter networks see it
-    key = jax.random.PRNGKey(0)
+    h = CONFIG.hidden_dim
+    tx = optax.chain(optax.clip_by_global_norm(0.5), optax.adam(5e-4))
 
     def mlp_init(key, sizes):
         keys = jax.random.split(key, len(sizes) - 1)
@@ -80,33 +88,48 @@ def floor_seconds(spec, iterations: int, repeats: int) -> float:
             x = jnp.tanh(x) if i < len(params) - 1 else x
         return x
 
-    k_a, k_c, k_x, k_u, k_v = jax.random.split(key, 5)
-    h = CONFIG.hidden_dim
-    params = (mlp_init(k_a, [in_dim, h, h, spec.action_size]), mlp_init(k_c, [in_dim, h, h, 1]))
-    x = jax.random.normal(k_x, (minibatches, rows, in_dim))
-    act = jax.random.randint(k_u, (minibatches, rows), 0, spec.action_size)
-    adv = jax.random.normal(k_v, (minibatches, rows))
-    tx = optax.chain(optax.clip_by_global_norm(0.5), optax.adam(5e-4))
+    def setup(key):
+        """Fixed random networks and data of one seed."""
+        k_a, k_c, k_x, k_u, k_v = jax.random.split(key, 5)
+        params = (mlp_init(k_a, [in_dim, h, h, spec.action_size]), mlp_init(k_c, [in_dim, h, h, 1]))
+        x = jax.random.normal(k_x, (minibatches, rows, in_dim))
+        act = jax.random.randint(k_u, (minibatches, rows), 0, spec.action_size)
+        adv = jax.random.normal(k_v, (minibatches, rows))
+        return params, x, act, adv
 
-    def loss(params, x, a, adv):
+    def loss(params, x, a, adv, old_logp, target):
         logp_all = jax.nn.log_softmax(mlp(params[0], x))
         logp = jnp.take_along_axis(logp_all, a[:, None], axis=1)[:, 0]
-        ratio = jnp.exp(logp - jax.lax.stop_gradient(logp))
+        ratio = jnp.exp(logp - old_logp)
         entropy = -(jnp.exp(logp_all) * logp_all).sum(-1)
         value = mlp(params[1], x)[:, 0]
-        return -(ratio * adv).mean() + 0.5 * ((value - adv) ** 2).mean() - 0.01 * entropy.mean()
+        return -(ratio * adv).mean() + 0.5 * ((value - target) ** 2).mean() - 0.01 * entropy.mean()
 
-    def grad_step(carry, m):
-        params, opt_state = carry
-        grads = jax.grad(loss)(params, x[m], act[m], adv[m])
-        updates, opt_state = tx.update(grads, opt_state, params)
-        return (optax.apply_updates(params, updates), opt_state), None
+    def run(params, x, act, adv):
+        def iteration(carry, _):
+            """One forward pass of both networks over the whole rollout (what acting and GAE need),
+            then epochs x minibatches Adam steps."""
+            params, _ = carry
+            flat = x.reshape(-1, in_dim)
+            logp_all = jax.nn.log_softmax(mlp(params[0], flat))
+            old_logp = jnp.take_along_axis(logp_all, act.reshape(-1, 1), axis=1).reshape(act.shape)
+            target = mlp(params[1], flat)[:, 0].reshape(adv.shape) + adv
 
-    def run(params):
-        order = jnp.tile(jnp.arange(minibatches), epochs * iterations)
-        (params, _), _ = jax.lax.scan(grad_step, (params, tx.init(params)), order)
+            def grad_step(carry, m):
+                params, opt_state = carry
+                grads = jax.grad(loss)(params, x[m], act[m], adv[m], old_logp[m], target[m])
+                updates, opt_state = tx.update(grads, opt_state, params)
+                return (optax.apply_updates(params, updates), opt_state), None
+
+            return jax.lax.scan(grad_step, carry, jnp.tile(jnp.arange(minibatches), epochs))[0], None
+
+        (params, _), _ = jax.lax.scan(iteration, (params, tx.init(params)), None, length=iterations)
         return jax.tree.map(jnp.sum, params)
-    return median_seconds(run, (params,), repeats)
+
+    keys = jax.random.split(jax.random.PRNGKey(0), seeds)
+    if seeds == 1:
+        return median_seconds(run, setup(keys[0]), repeats)
+    return median_seconds(jax.vmap(run), jax.jit(jax.vmap(setup))(keys), repeats)
 
 
 def measure_seeds(name: str, iterations: int, repeats: int, seeds: int) -> float:
@@ -262,6 +285,10 @@ def compare_row(name, module, jm_config, make_learner, config, total_steps, seed
     for k in runs:
         row[f"{k}_steps_per_s"] = steps / statistics.median(times[k])
     row["ratio_ours_over_jaxmarl"] = row["ours_steps_per_s"] / row["jaxmarl_steps_per_s"]
+    if not config.recurrent:  # the floor's networks are this config's feed-forward ones
+        row["floor_s"] = floor_seconds(env.spec, iterations, repeats, seeds)
+        row["ceiling_steps_per_s"] = steps / row["floor_s"]
+        row["ceiling_over_jaxmarl"] = row["ceiling_steps_per_s"] / row["jaxmarl_steps_per_s"]
     return row
 
 
@@ -279,8 +306,12 @@ def compare_jaxmarl(args) -> dict | None:
     print("# ippo: JaxMARL IPPO-FF (tanh 64) vs ours (tanh 64, clipped value loss, no value normalisation)")
     print("# mappo-gru: JaxMARL has no feed-forward MAPPO for MPE; its MAPPO for MPE is mappo_rnn_mpe.py (GRU 128, "
           "relu): compared with our recurrent MAPPO (GRU 128, relu, clipped value loss, no value normalisation)")
-    print("| learner | seeds | JaxMARL env-steps/s | ours env-steps/s | ours / JaxMARL | compile s (JaxMARL, ours) |")
-    print("|---|---:|---:|---:|---:|---:|")
+    print("# ceiling: env steps / the floor (the bare arithmetic of acting, values and the update; see the module")
+    print("# docstring) at the same seeds, with no env at all: a ceiling for any JAX implementation of this config on")
+    print("# this machine (feed-forward rows only)")
+    print("| learner | seeds | JaxMARL env-steps/s | ours env-steps/s | ours / JaxMARL | ceiling env-steps/s | "
+          "ceiling / JaxMARL | compile s (JaxMARL, ours) |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     rows = []
     for name, path, jm_config, make_learner, config in COMPARE_ROWS:
         if name not in args.learners and name.split("-")[0] not in args.learners:
@@ -289,9 +320,11 @@ def compare_jaxmarl(args) -> dict | None:
             r = compare_row(name, modules[path], jm_config, make_learner, config, args.total_timesteps, seeds,
                             args.repeats)
             rows.append(r)
+            ceiling = (f"{r['ceiling_steps_per_s']:.3g} | {r['ceiling_over_jaxmarl']:.2f}x" if "floor_s" in r
+                       else "- | -")
             print(f"| {name} | {seeds} | {r['jaxmarl_steps_per_s']:.3g} | {r['ours_steps_per_s']:.3g} | "
-                  f"{r['ratio_ours_over_jaxmarl']:.2f}x | {r['compile_s']['jaxmarl']:.1f}, {r['compile_s']['ours']:.1f} |",
-                  flush=True)
+                  f"{r['ratio_ours_over_jaxmarl']:.2f}x | {ceiling} | "
+                  f"{r['compile_s']['jaxmarl']:.1f}, {r['compile_s']['ours']:.1f} |", flush=True)
     result = {"device": device, "jax": jax.__version__, "cpu_count": os.cpu_count(), "load_before": load_before,
               "load_after": os.getloadavg(), "total_timesteps_per_seed": args.total_timesteps,
               "repeats": args.repeats, "rows": rows}
@@ -340,11 +373,15 @@ def main(argv=None) -> dict:
         print(f"| {name} | {r['train_steps_per_s']:.3g} | {r['train_s']:.3f} | {r['env_s']:.3f} | "
               f"{r['rollout_s']:.3f} | {r['update_s']:.3f} | {r['floor_s']:.3f} | "
               f"{r['ceiling_steps_per_s']:.3g} |", flush=True)
+    spec = envs.make("particle-spread", num_agents=3).spec
     for r in rows if args.seeds else []:
-        r[f"train_steps_per_s_{args.seeds}_seeds"] = measure_seeds(r["learner"], args.iterations // 2 or 1,
-                                                                   args.repeats, args.seeds)
+        iterations = args.iterations // 2 or 1
+        r[f"train_steps_per_s_{args.seeds}_seeds"] = measure_seeds(r["learner"], iterations, args.repeats, args.seeds)
+        r[f"ceiling_steps_per_s_{args.seeds}_seeds"] = (args.seeds * NUM_ENVS * ROLLOUT * iterations
+                                                        / floor_seconds(spec, iterations, args.repeats, args.seeds))
         print(f"{r['learner']}, {args.seeds} seeds vmapped: {r[f'train_steps_per_s_{args.seeds}_seeds']:.3g} "
-              "env-steps/s (all seeds together)", flush=True)
+              f"env-steps/s (all seeds together); ceiling {r[f'ceiling_steps_per_s_{args.seeds}_seeds']:.3g}",
+              flush=True)
     result = {"device": device, "jax": jax.__version__, "cpu_count": os.cpu_count(), "rows": rows}
     if args.json:
         os.makedirs(os.path.dirname(args.json), exist_ok=True)
