@@ -176,7 +176,7 @@ def matrix(rows: list[dict]) -> str:
             else:
                 share = "" if r["share_of_gap"] is None else f" ({100 * r['share_of_gap']:.0f}%)"
                 if "layout_steps_per_seed" in r:  # grid5: steps over the optimum's on the fixed layouts
-                    share = f" ({np.mean(r['layout_steps_per_seed']) / r['layout_optimal_steps']:.2f}x opt. steps)"
+                    share = f" ({np.mean(r['layout_steps_per_seed']) / r['layout_optimal_steps']:.3f}x opt. steps)"
                 cells.append(f"{'**' if r['met'] else ''}{r['greedy']:.2f}{share}{'**' if r['met'] else ' ✗'}, "
                              f"{r['env_steps'] / 1e6:.2g}M, {r['wall_s']:.0f} s")
         lines.append(f"| {learner.upper()} | " + " | ".join(cells) + " |")

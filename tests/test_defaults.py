@@ -37,7 +37,7 @@ TASK_ENVS = {"grid-world:lesson": ("grid-world", {"layout": "lesson"}),
              "particle-spread:continuous": ("particle-spread", {"continuous_actions": True}),
              "rendezvous:one-step": ("rendezvous", {}),
              "rendezvous:multi-step": ("rendezvous", {"form": "multi-step"})}
-CELLS = sorted(PRESETS) + [("maddpg", "grid-world:lesson"), ("maddpg", "grid-world:random")]  # two with no preset
+CELLS = sorted(PRESETS)  # every (learner, task) with a preset; each learner x task where it applies has one
 
 
 def _cli_run(learner: str, env: str, env_kwargs: dict) -> RunConfig:
