@@ -352,6 +352,10 @@ def main(argv=None) -> dict:
     parser.add_argument("--total-timesteps", type=int, default=1_000_000,
                         help="--compare: env steps per seed of each training run")
     args = parser.parse_args(argv)
+    for name, value, low in (("--iterations", args.iterations, 1), ("--repeats", args.repeats, 1),
+                             ("--seeds", args.seeds, 0), ("--total-timesteps", args.total_timesteps, NUM_ENVS * ROLLOUT)):
+        if value is not None and value < low:
+            parser.error(f"{name} must be an integer >= {low}, got {value}")
     if args.compare:
         args.json = args.json or "benchmarks/results/ppo_compare.json"
         args.seeds = 16 if args.seeds is None else args.seeds
